@@ -1,0 +1,1 @@
+"""The thin ROS 2 layer: message conversion, nodes, launch helpers. Needs rclpy."""

@@ -1,0 +1,1 @@
+"""The pose network: point encoder, regression and score heads, noise schedule, sampler."""

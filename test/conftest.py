@@ -1,0 +1,64 @@
+"""Shared test set-up: every test session talks DDS in its own domain, on localhost only.
+
+Set here (and in scripts/test.sh) before anything imports rclpy, so parallel runs on one
+machine never see each other's topics. Subprocesses started by tests inherit the same values.
+"""
+
+import os
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(100, 199)))
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+
+REPO = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+
+
+def ros2_cli() -> str | None:
+    """The `ros2` command of this environment (venv with the wheelhouse, or a sourced distro)."""
+    local = VENV_BIN / "ros2"
+    return str(local) if local.exists() else shutil.which("ros2")
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return REPO
+
+
+@pytest.fixture
+def rclpy_context():
+    """A fresh rclpy context for one test (in this process); shut down afterwards."""
+    import rclpy
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    yield context
+    rclpy.try_shutdown(context=context)
+
+
+def spawn_python(code: str, *args: str) -> subprocess.Popen:
+    """Run `code` in a separate interpreter (a separate DDS participant), output captured."""
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def stop(proc: subprocess.Popen, timeout: float = 10.0) -> str:
+    """SIGINT like Ctrl-C / launch stop, then collect output; kill if it hangs."""
+    if proc.poll() is None:
+        proc.send_signal(2)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    return out or ""

@@ -1,0 +1,245 @@
+"""The pose network: encoder + regression head + score head, its config, save/load, and the
+inference pipeline (condition -> regression -> few-step score-scaled sampling).
+
+Frames: input points are camera-frame metres. The network sees them centred on their centroid
+c and divided by their RMS radius s ("centroid_rms"); translation offsets and box extents are
+predicted in those units (t = c + s * offset, size = s * size_n). The view direction c/|c| and
+log s are appended to the condition vector (which side is visible, and absolute scale).
+"""
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from ..categories import NAMES, NUM_CLASSES
+from .encoder import build_encoder
+from .heads import POSE_DIM, RegressionHead, ScoreHead
+from .rotation import matrix_to_rot6d, rot6d_to_matrix
+from .sampler import get_sigmas, solve
+from .sde import VESDE
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class SamplerDefaults:
+    """Sampler settings stored with a model (SamplerSettings in runtime.base covers the run-time
+    subset; these add the time span and TSR data spread)."""
+
+    steps: int = 4
+    solver: str = "euler"
+    w_schedule: str = "exponential"
+    w_max: float = 4.0
+    t_start: float = 0.55  # GenPose starts the ODE here (sigma ~1.1)
+    t_end: float = 1e-5
+    t_start_regression: float = 0.25  # init=regression: start from the regression pose here
+    tsr_sigma_d: float = 0.05
+
+
+@dataclass
+class PoseNetConfig:
+    format_version: int = FORMAT_VERSION
+    categories: list[str] = field(default_factory=lambda: list(NAMES))
+    encoder: str = "pointnet"
+    num_points: int = 512
+    feat_dim: int = 1024
+    emb_dim: int = 64
+    hidden: int = 256
+    normalisation: str = "centroid_rms"
+    sigma_min: float = 0.01
+    sigma_max: float = 50.0
+    sampler: SamplerDefaults = field(default_factory=SamplerDefaults)
+    training: dict = field(default_factory=dict)  # command, data seeds, steps, metrics
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PoseNetConfig":
+        d = dict(d)
+        d.pop("weights", None)
+        d.pop("weights_sha256", None)
+        d["sampler"] = SamplerDefaults(**d.get("sampler", {}))
+        return cls(**d)
+
+
+class ModelFileError(RuntimeError):
+    """A model file is missing, unreadable, of another format version or does not fit."""
+
+
+class PoseNet(nn.Module):
+    def __init__(self, cfg: PoseNetConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.sde = VESDE(cfg.sigma_min, cfg.sigma_max)
+        self.class_emb = nn.Embedding(NUM_CLASSES + 1, cfg.emb_dim)  # index = NOCS id
+        self.encoder = build_encoder(cfg.encoder, cfg.feat_dim, cfg.emb_dim)
+        cond_dim = cfg.feat_dim + cfg.emb_dim + 4
+        self.regression = RegressionHead(cond_dim, cfg.hidden)
+        self.score_head = ScoreHead(cond_dim, self.sde, cfg.hidden)
+
+    # --- conditioning ------------------------------------------------------------------
+    @staticmethod
+    def normalise(points: torch.Tensor):
+        centroid = points.mean(dim=1)
+        rel = points - centroid[:, None]
+        scale = rel.square().sum(-1).mean(-1).sqrt().clamp_min(1e-3)
+        return rel / scale[:, None, None], centroid, scale
+
+    def condition(self, points: torch.Tensor, class_ids: torch.Tensor):
+        """points (B,P,3) camera metres, class_ids (B,) -> cond (B,D), centroid (B,3), scale (B,)"""
+        pn, centroid, scale = self.normalise(points)
+        emb = self.class_emb(class_ids)
+        view = centroid / centroid.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+        feat = self.encoder(pn, emb)
+        cond = torch.cat([feat, emb, view, scale.log()[:, None]], dim=-1)
+        return cond, centroid, scale
+
+    # --- heads -------------------------------------------------------------------------
+    def regress(self, cond: torch.Tensor) -> dict[str, torch.Tensor]:
+        rot6d, offset, size = self.regression(cond)
+        return {"rot6d": rot6d, "offset": offset, "size": size}
+
+    def denoiser(self, cond: torch.Tensor):
+        """D(x, sigma) for x (B, N, 9) (N hypotheses per object) sharing one cond per object."""
+        cond_h = self.score_head.project(cond)[:, None]
+
+        def denoise(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+            t = self.sde.t_of_sigma(sigma).to(x)
+            return x + sigma.to(x) ** 2 * self.score_head(x, t, cond_h)
+
+        return denoise
+
+    def forward(self, points: torch.Tensor, class_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        cond, centroid, scale = self.condition(points, class_ids)
+        out = self.regress(cond)
+        out.update(cond=cond, centroid=centroid, scale=scale)
+        return out
+
+    # --- inference -------------------------------------------------------------------
+    @torch.no_grad()
+    def sample_poses(self, cond: torch.Tensor, noise: torch.Tensor, steps: int,
+                     solver: str = "euler", w_schedule: str = "exponential", w_max: float = 4.0,
+                     init: str = "noise", reg: dict | None = None, callback=None,
+                     t_start: float | None = None) -> torch.Tensor:
+        """noise (B, N, 9) standard normal -> sampled 9-D poses (B, N, 9), normalised frame."""
+        sd = self.cfg.sampler
+        if init == "regression":
+            if reg is None:
+                reg = self.regress(cond)
+            t0 = sd.t_start_regression if t_start is None else t_start
+            x0 = torch.cat([reg["rot6d"], reg["offset"]], -1)[:, None]
+        elif init == "noise":
+            t0 = sd.t_start if t_start is None else t_start
+            x0 = torch.zeros(())
+        else:
+            raise ValueError(f"unknown init {init!r}; known: noise, regression")
+        sigmas = get_sigmas(self.sde, steps, t0, sd.t_end).to(noise)
+        x = x0.to(noise) + sigmas[0] * noise
+        return solve(self.denoiser(cond), x, sigmas, solver, w_schedule, w_max, sd.tsr_sigma_d,
+                     callback)
+
+
+def pose_to_camera(x: torch.Tensor, centroid: torch.Tensor, scale: torch.Tensor):
+    """9-D normalised poses (B, N, 9) -> rotation (B,N,3,3), translation (B,N,3) metres."""
+    rot = rot6d_to_matrix(x[..., :6])
+    trans = centroid[:, None] + scale[:, None, None] * x[..., 6:9]
+    return rot, trans
+
+
+def pose_target(rot: torch.Tensor, trans: torch.Tensor, centroid, scale) -> torch.Tensor:
+    """Ground-truth 9-D pose in the normalised frame."""
+    return torch.cat([matrix_to_rot6d(rot), (trans - centroid) / scale[:, None]], dim=-1)
+
+
+# --- save / load ---------------------------------------------------------------------------
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def save_model(model: PoseNet, json_path: str | Path, training: dict | None = None) -> Path:
+    """Write <name>.safetensors + <name>.json; the JSON names the weights and their sha256."""
+    from safetensors.torch import save_file
+
+    json_path = Path(json_path)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    weights = json_path.with_suffix(".safetensors")
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(weights), metadata={"format_version": str(FORMAT_VERSION)})
+    cfg = asdict(model.cfg)
+    if training is not None:
+        cfg["training"] = training
+    cfg["weights"] = weights.name
+    cfg["weights_sha256"] = _sha256(weights)
+    json_path.write_text(json.dumps(cfg, indent=2) + "\n")
+    return json_path
+
+
+def read_config(json_path: str | Path) -> tuple[PoseNetConfig, dict]:
+    json_path = Path(json_path)
+    if not json_path.is_file():
+        raise ModelFileError(f"model config {json_path} does not exist")
+    try:
+        raw = json.loads(json_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelFileError(f"model config {json_path} is not valid JSON ({e})") from None
+    version = raw.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ModelFileError(f"model config {json_path} has format_version {version!r}; "
+                             f"this code reads version {FORMAT_VERSION}")
+    try:
+        return PoseNetConfig.from_dict(raw), raw
+    except TypeError as e:
+        raise ModelFileError(f"model config {json_path} has unexpected fields ({e})") from None
+
+
+def load_model(json_path: str | Path, device: str | torch.device = "cpu") -> PoseNet:
+    """Load a model from its JSON config (+ the safetensors file it names). A config whose
+    "weights" is null/absent gives a freshly initialised model (for testing without training).
+    Raises ModelFileError naming the file and the problem."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    json_path = Path(json_path)
+    cfg, raw = read_config(json_path)
+    try:
+        model = PoseNet(cfg)
+    except ValueError as e:
+        raise ModelFileError(f"model config {json_path}: {e}") from None
+    if raw.get("weights"):
+        weights = json_path.parent / raw["weights"]
+        if not weights.is_file():
+            raise ModelFileError(f"weights file {weights} (named by {json_path}) does not exist")
+        want = raw.get("weights_sha256")
+        if want and _sha256(weights) != want:
+            raise ModelFileError(f"weights file {weights} does not match the sha256 in "
+                                 f"{json_path} (truncated or replaced?)")
+        try:
+            state = load_file(str(weights))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise ModelFileError(f"weights file {weights} cannot be read ({e})") from None
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            msg = str(e).replace("\n", " ")[:600]
+            raise ModelFileError(f"weights file {weights} does not fit the network described "
+                                 f"by {json_path}: {msg}") from None
+    return model.to(device).eval()
+
+
+def num_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def rot_error_deg(r1: torch.Tensor, r2: torch.Tensor) -> torch.Tensor:
+    from .rotation import geodesic_angle
+
+    return geodesic_angle(r1, r2) * 180 / math.pi
+
+
+__all__ = ["POSE_DIM", "PoseNet", "PoseNetConfig", "SamplerDefaults", "ModelFileError",
+           "save_model", "load_model", "read_config", "pose_to_camera", "pose_target"]

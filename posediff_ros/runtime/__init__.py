@@ -1,0 +1,64 @@
+"""Inference backends behind one protocol (base.Backend). `load_backend(name, model_path)`.
+
+Add a backend by adding an entry to BACKENDS: name -> factory(model_path, device, settings).
+"""
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from .base import Backend, PoseBatch, SamplerSettings
+
+MODEL_NAME = "posediff_default.json"
+
+
+def _default_model() -> Path:
+    """models/posediff_default.json: in the source tree when running from it, else in the
+    package's installed share dir (ament or pip data_files)."""
+    repo = Path(__file__).resolve().parents[2] / "models" / MODEL_NAME
+    if repo.is_file():
+        return repo
+    try:  # a colcon/ament install
+        from ament_index_python.packages import get_package_share_directory
+
+        share = Path(get_package_share_directory("posediff_ros")) / "models" / MODEL_NAME
+        if share.is_file():
+            return share
+    except Exception:  # noqa: BLE001 - no ament index, or package not registered
+        pass
+    share = Path(sys.prefix) / "share" / "posediff_ros" / "models" / MODEL_NAME
+    return share if share.is_file() else repo
+
+
+DEFAULT_MODEL: Path = _default_model()
+
+
+def _torch_factory(model_path, device: str, settings: SamplerSettings | None) -> Backend:
+    from ..model.posenet import PoseNet, PoseNetConfig, load_model
+    from .torch_backend import TorchBackend
+
+    if str(model_path) == "random":
+        import torch
+
+        torch.manual_seed(0)
+        model = PoseNet(PoseNetConfig())
+    else:
+        model = load_model(model_path, device)
+    return TorchBackend(model, device, settings)
+
+
+BACKENDS: dict[str, Callable[..., Backend]] = {"torch": _torch_factory}
+
+
+def load_backend(name: str, model_path: str | os.PathLike = DEFAULT_MODEL, device: str = "cpu",
+                 settings: SamplerSettings | None = None) -> Backend:
+    """A ready backend. model_path: a model JSON (its safetensors beside it), or "random" for a
+    freshly initialised network (to test the plumbing before a trained model exists)."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; known: {', '.join(BACKENDS)}")
+    return BACKENDS[name](model_path, device, settings)
+
+
+__all__ = ["BACKENDS", "DEFAULT_MODEL", "Backend", "PoseBatch", "SamplerSettings",
+           "load_backend"]

@@ -1,1 +1,1 @@
-"""Data: geometry of masked depth -> points, synthetic NOCS-style scenes, data set readers, training cache."""
+"""Data: masked depth -> points, synthetic NOCS-style scenes, data set readers, training cache."""

@@ -109,7 +109,7 @@ def _build_one(args: tuple[str, int, int, int, int]) -> tuple[int, int]:
     out_dir, k, seed, n, n_points = args
     path = shard_path(out_dir, k)
     data = build_shard(seed, n, n_points)
-    tmp = path + f".tmp{os.getpid()}.npz"
+    tmp = os.path.join(out_dir, f"tmp{os.getpid()}_{k:05d}.npz")  # not matched by shard_*
     np.savez(tmp, **data)
     os.replace(tmp, path)  # atomic: a shard file is either complete or absent
     return k, len(data["class_ids"])
@@ -169,8 +169,10 @@ def build_cache(out_dir: str, objects: int, seed: int = 0, workers: int = 2,
         import multiprocessing as mp
 
         with mp.get_context("fork").Pool(workers) as pool:
-            for _, n in pool.imap_unordered(_build_one, jobs):
+            for i, (_, n) in enumerate(pool.imap_unordered(_build_one, jobs)):
                 bar.update(n)
+                if i % 10 == 9:  # keep meta.json current while a long build runs
+                    write_meta(out_dir, seed, shard_size, n_points)
     bar.close()
     meta = write_meta(out_dir, seed, shard_size, n_points)
     if progress and jobs:

@@ -34,6 +34,9 @@ setup(
         "console_scripts": [
             # ROS nodes (ros2 run posediff_ros <name>)
             "posediff_node = posediff_ros.ros.node:main",
+            "synthetic_camera = posediff_ros.ros.synthetic_camera:main",
+            "posediff-bag = posediff_ros.ros.bag:main",
+            "posediff-demo = posediff_ros.ros.demo:main",
         ],
     },
 )

@@ -1,0 +1,44 @@
+"""The synthetic camera feeding posediff_node (pose.launch.py): no hardware needed.
+
+  ros2 launch posediff_ros demo.launch.py rviz:=true
+"""
+
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+
+
+def generate_launch_description() -> LaunchDescription:
+    share = FindPackageShare("posediff_ros")
+    args = [
+        DeclareLaunchArgument("model", default_value=""),
+        DeclareLaunchArgument("backend", default_value="torch"),
+        DeclareLaunchArgument("device", default_value="cpu"),
+        DeclareLaunchArgument("namespace", default_value=""),
+        DeclareLaunchArgument("rate", default_value="5.0", description="camera frames/s"),
+        DeclareLaunchArgument("num_objects", default_value="0", description="0 = random 2-6"),
+        DeclareLaunchArgument("ring_size", default_value="4"),
+        DeclareLaunchArgument("seed", default_value="0"),
+        DeclareLaunchArgument("publish_overlay", default_value="true"),
+        DeclareLaunchArgument("rviz", default_value="false"),
+    ]
+    camera = Node(
+        package="posediff_ros", executable="synthetic_camera", name="synthetic_camera",
+        namespace=LaunchConfiguration("namespace"), output="screen", emulate_tty=True,
+        parameters=[{
+            "rate": LaunchConfiguration("rate"),
+            "num_objects": LaunchConfiguration("num_objects"),
+            "ring_size": LaunchConfiguration("ring_size"),
+            "seed": LaunchConfiguration("seed"),
+        }],
+    )
+    pose = IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(PathJoinSubstitution([share, "launch", "pose.launch.py"])),
+        launch_arguments={name: LaunchConfiguration(name) for name in (
+            "model", "backend", "device", "namespace", "publish_overlay", "rviz")}.items(),
+    )
+    return LaunchDescription(args + [camera, pose])

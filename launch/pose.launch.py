@@ -1,0 +1,56 @@
+"""posediff_node with its parameters, topic remaps and optional RViz.
+
+  ros2 launch posediff_ros pose.launch.py model:=random namespace:=cam depth:=/camera/depth
+"""
+
+from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
+from launch_ros.substitutions import FindPackageShare
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+
+# input/output name -> launch argument that remaps it (default: the same relative name)
+TOPICS = ["depth", "camera_info", "mask", "detections", "color", "object_poses", "markers"]
+
+
+def generate_launch_description() -> LaunchDescription:
+    share = FindPackageShare("posediff_ros")
+    args = [
+        DeclareLaunchArgument("model", default_value="",
+                              description="model JSON or 'random'; empty = bundled default"),
+        DeclareLaunchArgument("backend", default_value="torch"),
+        DeclareLaunchArgument("device", default_value="cpu"),
+        DeclareLaunchArgument("namespace", default_value=""),
+        DeclareLaunchArgument("params_file",
+                              default_value=PathJoinSubstitution([share, "config", "pose.yaml"])),
+        DeclareLaunchArgument("class_source", default_value="detections",
+                              description="detections | parameter | color_mask"),
+        DeclareLaunchArgument("publish_overlay", default_value="false"),
+        DeclareLaunchArgument("log_level", default_value="info"),
+        DeclareLaunchArgument("rviz", default_value="false", description="also start RViz"),
+    ] + [DeclareLaunchArgument(t, default_value=t, description=f"remap of '{t}'")
+         for t in TOPICS]
+    node = Node(
+        package="posediff_ros", executable="posediff_node", name="posediff_node",
+        namespace=LaunchConfiguration("namespace"), output="screen", emulate_tty=True,
+        parameters=[LaunchConfiguration("params_file"), {
+            # strings stay strings (an empty model path would otherwise parse as null)
+            "model_path": ParameterValue(LaunchConfiguration("model"), value_type=str),
+            "backend": ParameterValue(LaunchConfiguration("backend"), value_type=str),
+            "device": ParameterValue(LaunchConfiguration("device"), value_type=str),
+            "class_source": ParameterValue(LaunchConfiguration("class_source"), value_type=str),
+            "publish_overlay": LaunchConfiguration("publish_overlay"),
+        }],
+        remappings=[(t, LaunchConfiguration(t)) for t in TOPICS],
+        arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")],
+    )
+    rviz = Node(
+        package="rviz2", executable="rviz2", name="rviz2", output="screen",
+        arguments=["-d", PathJoinSubstitution([share, "config", "posediff.rviz"])],
+        condition=IfCondition(LaunchConfiguration("rviz")),
+    )
+    return LaunchDescription(args + [node, rviz])
+

@@ -1,0 +1,164 @@
+"""One frame in, poses out (ROS-free): masked depth -> per-object points -> one batched
+inference call -> per-object pose, size, score, covariance.
+
+The ROS node, the bag tool and the demo all call `Pipeline.process`, so what is measured
+offline is what runs on the robot. Input problems are reported as strings (never raised), so
+a caller can log them and keep going.
+"""
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from posediff_ros.categories import BY_ID
+from posediff_ros.runtime.base import Backend, SamplerSettings
+
+
+@dataclass
+class PipelineConfig:
+    min_points: int = 50  # objects with fewer valid depth points are skipped
+    depth_range: tuple[float, float] = (0.1, 5.0)  # metres; points outside are dropped
+    seed: int = 0  # point subsampling
+
+
+@dataclass
+class DetectedObject:
+    instance_id: int
+    class_id: int
+    rotation: np.ndarray  # (3, 3) camera-from-object
+    translation: np.ndarray  # (3,) metres
+    size: np.ndarray  # (3,) box extents, metres
+    score: float
+    covariance: np.ndarray | None  # (6, 6) or None (single sample)
+    points: np.ndarray  # (P, 3) the points the model saw
+
+
+@dataclass
+class FrameResult:
+    objects: list[DetectedObject] = field(default_factory=list)
+    skipped: list[tuple[int, str]] = field(default_factory=list)  # (instance id, why)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def check_frame(depth: np.ndarray, mask: np.ndarray, K: np.ndarray | None) -> str | None:
+    """Why a frame cannot be processed at all, or None. depth in metres (float)."""
+    if K is None:
+        return "no camera_info received yet"
+    if depth.ndim != 2 or mask.ndim != 2:
+        return f"depth {depth.shape} and mask {mask.shape} must be single-channel images"
+    if depth.shape != mask.shape:
+        return f"size mismatch: depth {depth.shape[::-1]} vs mask {mask.shape[::-1]} (w, h)"
+    if not np.isfinite(K).all() or K[0, 0] <= 0 or K[1, 1] <= 0:
+        return "camera_info intrinsics are invalid"
+    valid = np.isfinite(depth) & (depth > 0)
+    if not valid.any():
+        return "depth image has no valid pixels (all zero or NaN)"
+    return None
+
+
+def instance_ids(mask: np.ndarray, background: int) -> list[int]:
+    ids = np.unique(mask)
+    return [int(i) for i in ids if i != background]
+
+
+def instances_from_color_mask(
+    rgb: np.ndarray, palette: dict[tuple[int, int, int], int], min_pixels: int = 1
+) -> tuple[np.ndarray, dict[int, int]]:
+    """Colour-coded class mask (each class one colour) -> instance mask and {instance: class}.
+
+    Instances of one class are split into connected components. Colours not in the palette
+    are background (0).
+    """
+    from scipy import ndimage
+
+    mask = np.zeros(rgb.shape[:2], np.int32)
+    classes: dict[int, int] = {}
+    for colour, cls in palette.items():
+        labels, n = ndimage.label(np.all(rgb == np.asarray(colour, rgb.dtype), axis=-1))
+        for k in range(1, n + 1):
+            region = labels == k
+            if region.sum() < min_pixels:
+                continue
+            new_id = len(classes) + 1
+            mask[region] = new_id
+            classes[new_id] = cls
+    return mask, classes
+
+
+class Pipeline:
+    """A backend plus the point extraction settings; thread-safe (one call at a time)."""
+
+    def __init__(self, backend: Backend, config: PipelineConfig | None = None):
+        self.backend = backend
+        self.config = config or PipelineConfig()
+        self.rng = np.random.default_rng(self.config.seed)
+        self._lock = threading.Lock()
+
+    def configure(self, settings: SamplerSettings) -> None:
+        with self._lock:
+            self.backend.configure(settings)
+
+    def extract(self, depth: np.ndarray, mask: np.ndarray, K: np.ndarray,
+                classes: dict[int, int], background: int = 0
+                ) -> tuple[list[tuple[int, int, np.ndarray]], list[tuple[int, str]]]:
+        """[(instance, class, points)] of the usable objects, and [(instance, why)] of the rest."""
+        from posediff_ros.data.points import frame_objects
+
+        wanted, skipped = [], []
+        for inst in instance_ids(mask, background):
+            cls = classes.get(inst)
+            if cls is None:
+                skipped.append((inst, "no class for this mask id"))
+            elif cls not in BY_ID:
+                skipped.append((inst, f"class id {cls} is not a NOCS class (1..6)"))
+            else:
+                wanted.append(inst)
+        found = frame_objects(depth, mask, K, wanted, self.backend.num_points, self.rng,
+                              depth_range=self.config.depth_range,
+                              min_points=self.config.min_points)
+        skipped += sorted(found.dropped.items())
+        pairs = zip(found.ids, found.points, strict=True)
+        usable = [(int(i), classes[int(i)], p) for i, p in pairs]
+        return usable, skipped
+
+    def process(self, depth: np.ndarray, mask: np.ndarray, K: np.ndarray,
+                classes: dict[int, int], background: int = 0) -> FrameResult:
+        """depth: (H, W) float metres; mask: (H, W) int instance ids; classes: {id: NOCS id}."""
+        start = time.perf_counter()
+        usable, skipped = self.extract(depth, mask, K, classes, background)
+        result = FrameResult(skipped=skipped)
+        result.timings_ms["points"] = 1e3 * (time.perf_counter() - start)
+        if not usable:
+            return result
+        points = np.stack([p for _, _, p in usable])
+        class_ids = np.array([c for _, c, _ in usable], np.int64)
+        start = time.perf_counter()
+        with self._lock:
+            poses = self.backend.predict(points, class_ids)
+        result.timings_ms["inference"] = 1e3 * (time.perf_counter() - start)
+        result.timings_ms.update({f"backend_{k}": v for k, v in poses.timings_ms.items()})
+        for b, (inst, cls, pts) in enumerate(usable):
+            result.objects.append(DetectedObject(
+                instance_id=inst, class_id=cls,
+                rotation=np.asarray(poses.rotation[b], np.float64),
+                translation=np.asarray(poses.translation[b], np.float64),
+                size=np.asarray(poses.size[b], np.float64),
+                score=float(poses.score[b]),
+                covariance=None if poses.covariance is None else np.asarray(poses.covariance[b]),
+                points=pts,
+            ))
+        return result
+
+
+def object_names(objects: list[DetectedObject], prefix: str = "") -> list[str]:
+    """TF child frames `<prefix><class>_<k>`, k counting the objects of a class by mask id."""
+    counts: dict[int, int] = {}
+    names = []
+    for obj in sorted(objects, key=lambda o: o.instance_id):
+        k = counts.get(obj.class_id, 0)
+        counts[obj.class_id] = k + 1
+        names.append((obj.instance_id, f"{prefix}{BY_ID[obj.class_id].name}_{k}"))
+    order = dict(names)
+    return [order[o.instance_id] for o in objects]

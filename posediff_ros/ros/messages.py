@@ -1,0 +1,136 @@
+"""Core results -> ROS messages: Detection3DArray, TF transforms, MarkerArray.
+
+Detection3D conventions (documented for consumers):
+- header: the camera frame and the input stamp;
+- id: the instance id of the object in the input mask (as a string);
+- results[0].hypothesis.class_id: the NOCS category name ("mug"), score in [0, 1];
+- results[0].pose: camera-from-object pose; covariance over (x, y, z, rot x, rot y, rot z),
+  all zero when a single sample was drawn (no spread to report);
+- bbox: centre = the object pose (the object origin is its box centre), size = box extents.
+"""
+
+import numpy as np
+from geometry_msgs.msg import Point, Pose, PoseWithCovariance, TransformStamped, Vector3
+from std_msgs.msg import ColorRGBA, Header
+from vision_msgs.msg import (
+    Detection3D,
+    Detection3DArray,
+    ObjectHypothesis,
+    ObjectHypothesisWithPose,
+)
+from visualization_msgs.msg import Marker, MarkerArray
+
+from posediff_ros.categories import BY_ID
+from posediff_ros.geometry import box_corners, matrix_to_quaternion
+
+# one colour per NOCS class (1..6), RGB in [0, 1]
+CLASS_COLOURS = {
+    1: (0.12, 0.47, 0.71), 2: (1.0, 0.5, 0.05), 3: (0.17, 0.63, 0.17),
+    4: (0.84, 0.15, 0.16), 5: (0.58, 0.40, 0.74), 6: (0.55, 0.34, 0.29),
+}
+# the 12 edges of box_corners' corner order (x slowest, z fastest)
+BOX_EDGES = [(0, 1), (2, 3), (4, 5), (6, 7), (0, 2), (1, 3), (4, 6), (5, 7),
+             (0, 4), (1, 5), (2, 6), (3, 7)]
+
+
+def pose_msg(rotation: np.ndarray, translation: np.ndarray) -> Pose:
+    q = matrix_to_quaternion(rotation)
+    pose = Pose()
+    pose.position.x, pose.position.y, pose.position.z = (float(v) for v in translation)
+    pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w = (
+        float(v) for v in q)
+    return pose
+
+
+def detection(header: Header, instance_id: int, class_id: int, rotation, translation, size,
+              score: float, covariance: np.ndarray | None = None) -> Detection3D:
+    det = Detection3D(header=header, id=str(instance_id))
+    pose = pose_msg(rotation, translation)
+    cov = np.zeros(36) if covariance is None else np.asarray(covariance, np.float64).ravel()
+    hyp = ObjectHypothesisWithPose(
+        hypothesis=ObjectHypothesis(class_id=BY_ID[class_id].name, score=float(score)),
+        pose=PoseWithCovariance(pose=pose, covariance=[float(c) for c in cov]))
+    det.results = [hyp]
+    det.bbox.center = pose
+    det.bbox.size = Vector3(x=float(size[0]), y=float(size[1]), z=float(size[2]))
+    return det
+
+
+def detections_msg(header: Header, objects) -> Detection3DArray:
+    """objects: pipeline.DetectedObject list (or anything with the same fields)."""
+    return Detection3DArray(header=header, detections=[
+        detection(header, o.instance_id, o.class_id, o.rotation, o.translation, o.size,
+                  o.score, o.covariance) for o in objects])
+
+
+def transforms(header: Header, objects, names: list[str]) -> list[TransformStamped]:
+    out = []
+    for obj, name in zip(objects, names, strict=True):
+        tf = TransformStamped(header=header, child_frame_id=name)
+        pose = pose_msg(obj.rotation, obj.translation)
+        tf.transform.translation = Vector3(x=pose.position.x, y=pose.position.y,
+                                           z=pose.position.z)
+        tf.transform.rotation = pose.orientation
+        out.append(tf)
+    return out
+
+
+def _colour(rgb, a: float = 1.0) -> ColorRGBA:
+    return ColorRGBA(r=float(rgb[0]), g=float(rgb[1]), b=float(rgb[2]), a=a)
+
+
+def _point(p) -> Point:
+    return Point(x=float(p[0]), y=float(p[1]), z=float(p[2]))
+
+
+def object_markers(header: Header, obj, name: str, line_width: float = 0.004) -> list[Marker]:
+    """Box (LINE_LIST), axes (LINE_LIST, x red y green z blue) and a text label."""
+    colour = CLASS_COLOURS.get(obj.class_id, (1.0, 1.0, 1.0))
+    corners = box_corners(obj.size, obj.rotation, obj.translation)
+    box = Marker(header=header, ns="box", id=obj.instance_id, type=Marker.LINE_LIST,
+                 action=Marker.ADD)
+    box.pose.orientation.w = 1.0
+    box.scale.x = line_width
+    box.color = _colour(colour)
+    box.points = [_point(corners[i]) for edge in BOX_EDGES for i in edge]
+
+    axes = Marker(header=header, ns="axes", id=obj.instance_id, type=Marker.LINE_LIST,
+                  action=Marker.ADD)
+    axes.pose = pose_msg(obj.rotation, obj.translation)
+    axes.scale.x = line_width
+    length = 0.6 * float(np.max(obj.size))
+    for axis, rgb in enumerate([(1, 0, 0), (0, 1, 0), (0, 0, 1)]):
+        tip = np.zeros(3)
+        tip[axis] = length
+        axes.points += [_point((0, 0, 0)), _point(tip)]
+        axes.colors += [_colour(rgb), _colour(rgb)]
+
+    label = Marker(header=header, ns="label", id=obj.instance_id,
+                   type=Marker.TEXT_VIEW_FACING, action=Marker.ADD)
+    label.pose.position = _point(obj.translation - obj.rotation[:, 1] * 0.6 * obj.size[1])
+    label.pose.orientation.w = 1.0
+    label.scale.z = 0.03
+    label.color = _colour((1.0, 1.0, 1.0))
+    label.text = f"{name} {obj.score:.2f}"
+    return [box, axes, label]
+
+
+class MarkerTracker:
+    """Builds each frame's MarkerArray and deletes the markers of objects that vanished."""
+
+    NAMESPACES = ("box", "axes", "label")
+
+    def __init__(self):
+        self.previous: set[int] = set()
+
+    def update(self, header: Header, objects, names: list[str]) -> MarkerArray:
+        markers = MarkerArray()
+        current = {o.instance_id for o in objects}
+        for obj, name in zip(objects, names, strict=True):
+            markers.markers += object_markers(header, obj, name)
+        for gone in sorted(self.previous - current):
+            for ns in self.NAMESPACES:
+                markers.markers.append(Marker(header=header, ns=ns, id=gone,
+                                              action=Marker.DELETE))
+        self.previous = current
+        return markers

@@ -1,0 +1,381 @@
+"""posediff_node: depth + instance mask + classes -> 6D poses, TF, markers.
+
+Subscribes (relative names, remap freely; sensor-data QoS):
+  depth (Image 16UC1 mm | 32FC1 m), camera_info (CameraInfo), mask (Image mono8 | mono16 |
+  32SC1 instance ids, `mask_background` = none; rgb8/bgr8 class colours when class_source is
+  color_mask), detections (vision_msgs/Detection2DArray, id = mask id; only when class_source
+  is detections), color (Image, optional, for the overlay).
+Publishes: object_poses (Detection3DArray, see ros/messages.py), /tf, markers (MarkerArray),
+  debug/points (PointCloud2, publish_debug), overlay (Image rgb8, publish_overlay).
+
+Depth, mask (and detections) are paired by approximate time (`slop`); camera_info and colour
+are taken as the latest / nearest. Only the newest complete frame is processed: a worker
+thread takes it from a one-slot buffer, so nothing queues when inference is slow.
+"""
+
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+import rclpy
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    SetParametersResult,
+)
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_msgs.msg import Header
+from vision_msgs.msg import Detection2DArray, Detection3DArray
+from visualization_msgs.msg import MarkerArray
+
+from posediff_ros.pipeline import (
+    Pipeline,
+    PipelineConfig,
+    check_frame,
+    instance_ids,
+    instances_from_color_mask,
+    object_names,
+)
+from posediff_ros.ros import convert, messages
+from posediff_ros.ros.overlay import draw_overlay
+from posediff_ros.ros.params import parse_class, parse_class_map, parse_palette
+from posediff_ros.runtime.base import SamplerSettings
+from posediff_ros.sync import ApproxTimeSync, LatestSlot
+
+CLASS_SOURCES = ("detections", "parameter", "color_mask")
+# parameters of the sampler: changeable while running
+SAMPLER_PARAMS = ("steps", "solver", "w_schedule", "w_max", "num_samples", "init", "seed")
+TF_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                    durability=DurabilityPolicy.VOLATILE)
+
+
+def _describe(text: str, read_only: bool = True, **ranges) -> ParameterDescriptor:
+    d = ParameterDescriptor(description=text, read_only=read_only)
+    if "int_range" in ranges:
+        lo, hi = ranges["int_range"]
+        d.integer_range = [IntegerRange(from_value=lo, to_value=hi, step=1)]
+    if "float_range" in ranges:
+        lo, hi = ranges["float_range"]
+        d.floating_point_range = [FloatingPointRange(from_value=lo, to_value=hi, step=0.0)]
+    return d
+
+
+# name -> (default, descriptor)
+PARAMETERS = {
+    "model_path": ("", _describe("model JSON (+ .safetensors beside it), .onnx, or 'random'; "
+                                 "empty = the bundled default model")),
+    "backend": ("torch", _describe("inference backend: torch | onnxruntime | tensorrt")),
+    "device": ("cpu", _describe("torch device (cpu, cuda, cuda:0)")),
+    "steps": (4, _describe("sampler steps (PF-ODE)", False, int_range=(1, 1000))),
+    "solver": ("euler", _describe("ODE solver: euler | heun | dpm2", False)),
+    "w_schedule": ("exponential", _describe(
+        "score-scaling schedule w_t: exponential | linear | constant | none", False)),
+    "w_max": (4.0, _describe("final score-scaling factor", False, float_range=(0.0, 100.0))),
+    "num_samples": (1, _describe("pose samples per object; >1 gives a covariance", False,
+                                 int_range=(1, 256))),
+    "init": ("noise", _describe("ODE start: noise | regression", False)),
+    "seed": (0, _describe("sampler noise seed; -1 = random each call", False,
+                          int_range=(-1, 2**31 - 1))),
+    "num_points": (0, _describe("points per object; 0 = what the model was trained with",
+                                int_range=(0, 100000))),
+    "min_points": (50, _describe("objects with fewer valid depth points are skipped",
+                                 int_range=(1, 100000))),
+    "depth_min": (0.1, _describe("nearest valid depth (m)", float_range=(0.0, 100.0))),
+    "depth_max": (5.0, _describe("farthest valid depth (m)", float_range=(0.0, 100.0))),
+    "class_source": ("detections", _describe(
+        "where object classes come from: detections (Detection2DArray, id = mask id) | "
+        "parameter (mask_classes) | color_mask (mask is a colour-coded class image)")),
+    "mask_classes": ([""], _describe("class_source=parameter: ['<mask id>:<class name or id>']")),
+    "class_colors": ([""], _describe("class_source=color_mask: ['<class>:#rrggbb']")),
+    "mask_background": (0, _describe("mask value meaning no object (REAL275 uses 255)",
+                                     int_range=(-1, 2**31 - 1))),
+    "slop": (0.05, _describe("max stamp difference (s) of depth, mask and detections",
+                             float_range=(0.0, 10.0))),
+    "queue_size": (10, _describe("messages kept per input for time sync",
+                                 int_range=(1, 1000))),
+    "camera_frame": ("", _describe("frame of the outputs; empty = the depth image's frame_id")),
+    "frame_prefix": ("", _describe("prefix of the object TF frames (<prefix><class>_<k>)")),
+    "publish_tf": (True, _describe("publish one TF frame per object")),
+    "publish_markers": (True, _describe("publish a MarkerArray (boxes, axes, labels)")),
+    "publish_debug": (False, _describe("publish the segmented object points (debug/points)")),
+    "publish_overlay": (False, _describe("publish boxes drawn on the colour image (overlay)")),
+    "log_period": (10.0, _describe("seconds between rate / latency log lines",
+                                   float_range=(0.0, 3600.0))),
+}
+
+
+@dataclass
+class Stats:
+    frames: int = 0
+    objects: int = 0
+    latency_ms_sum: float = 0.0
+    since: float = 0.0
+
+
+class PoseNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("posediff_node", **kwargs)
+        for name, (default, descriptor) in PARAMETERS.items():
+            self.declare_parameter(name, default, descriptor)
+        p = self.p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        self._last_log: dict[str, float] = {}
+        self._validate_static(p)
+        self.pipeline = self._load_pipeline(p)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        self.camera_info: CameraInfo | None = None
+        self.colors: list[Image] = []
+        topics = ["depth", "mask"] + (["detections"] if p["class_source"] == "detections" else [])
+        self.sync = ApproxTimeSync(topics, p["slop"], p["queue_size"])
+        self.slot = LatestSlot()
+        self.markers = messages.MarkerTracker()
+        self.stats = Stats(since=time.monotonic())
+
+        qos = qos_profile_sensor_data
+        self.create_subscription(Image, "depth", lambda m: self._on_sync("depth", m), qos)
+        self.create_subscription(Image, "mask", lambda m: self._on_sync("mask", m), qos)
+        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos)
+        if "detections" in topics:
+            self.create_subscription(Detection2DArray, "detections",
+                                     lambda m: self._on_sync("detections", m), qos)
+        if p["publish_overlay"]:
+            self.create_subscription(Image, "color", self._on_color, qos)
+
+        self.poses_pub = self.create_publisher(Detection3DArray, "object_poses", 10)
+        self.markers_pub = self.create_publisher(MarkerArray, "markers", 10)
+        self.cloud_pub = self.create_publisher(PointCloud2, "debug/points", 2)
+        self.overlay_pub = self.create_publisher(Image, "overlay", 2)
+        self.tf_broadcaster = None
+        if p["publish_tf"]:
+            try:  # a real distro: the standard broadcaster
+                from tf2_ros import TransformBroadcaster
+
+                self.tf_broadcaster = TransformBroadcaster(self)
+            except ImportError:  # pip-only: the same messages, topic and QoS by hand
+                from tf2_msgs.msg import TFMessage
+
+                self.tf_pub = self.create_publisher(TFMessage, "/tf", TF_QOS)
+                self._tf_message = TFMessage
+
+        self.worker = threading.Thread(target=self._work, name="posediff_worker", daemon=True)
+        self.worker.start()
+        self.get_logger().info(
+            f"ready: backend {self.pipeline.backend.name}, {self.pipeline.backend.num_points} "
+            f"points/object, classes from {p['class_source']}, sync {topics} slop {p['slop']}s")
+
+    # --- start-up -----------------------------------------------------------------------------
+
+    def _validate_static(self, p: dict) -> None:
+        if p["class_source"] not in CLASS_SOURCES:
+            raise ValueError(f"class_source {p['class_source']!r} not in {CLASS_SOURCES}")
+        if p["depth_min"] >= p["depth_max"]:
+            raise ValueError(f"depth_min {p['depth_min']} must be < depth_max {p['depth_max']}")
+        self.class_map = parse_class_map(p["mask_classes"])
+        self.palette = parse_palette(p["class_colors"])
+        if p["class_source"] == "parameter" and not self.class_map:
+            raise ValueError("class_source=parameter needs mask_classes, e.g. ['1:mug', '2:bowl']")
+        if p["class_source"] == "color_mask" and not self.palette:
+            raise ValueError("class_source=color_mask needs class_colors, e.g. ['mug:#ff0000']")
+
+    def _sampler_settings(self, p: dict) -> SamplerSettings:
+        return SamplerSettings(steps=p["steps"], solver=p["solver"], w_schedule=p["w_schedule"],
+                               w_max=p["w_max"], num_samples=p["num_samples"], init=p["init"],
+                               seed=None if p["seed"] < 0 else p["seed"])
+
+    def _load_pipeline(self, p: dict) -> Pipeline:
+        from posediff_ros.runtime import DEFAULT_MODEL, load_backend
+
+        path = p["model_path"] or str(DEFAULT_MODEL)
+        backend = load_backend(p["backend"], path, device=p["device"],
+                               settings=self._sampler_settings(p))
+        if p["num_points"] and p["num_points"] != backend.num_points:
+            raise ValueError(f"num_points {p['num_points']} != the model's {backend.num_points}"
+                             " (set 0 to use the model's)")
+        config = PipelineConfig(min_points=p["min_points"],
+                                depth_range=(p["depth_min"], p["depth_max"]))
+        self.get_logger().info(f"model {path} loaded")
+        return Pipeline(backend, config)
+
+    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        """Sampler parameters apply at once (validated by configuring the backend)."""
+        changed = {q.name: q.value for q in params if q.name in SAMPLER_PARAMS}
+        if not changed:
+            return SetParametersResult(successful=True)
+        candidate = dict(self.p, **changed)
+        try:
+            self.pipeline.configure(self._sampler_settings(candidate))
+        except (ValueError, KeyError, TypeError) as err:
+            return SetParametersResult(successful=False, reason=str(err))
+        self.p = candidate
+        self.get_logger().info(f"sampler settings changed: {changed}")
+        return SetParametersResult(successful=True)
+
+    # --- inputs ---------------------------------------------------------------------------
+
+    def _warn(self, key: str, text: str, period: float = 5.0) -> None:
+        """One log line per kind of problem per `period` seconds."""
+        now = time.monotonic()
+        if now - self._last_log.get(key, -1e9) >= period:
+            self._last_log[key] = now
+            self.get_logger().warn(text)
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        self.camera_info = msg
+
+    def _on_color(self, msg: Image) -> None:
+        self.colors = (self.colors + [msg])[-5:]
+
+    def _on_sync(self, topic: str, msg) -> None:
+        dropped = self.sync.stats.dropped
+        frame = self.sync.add(topic, convert.stamp_to_ns(msg.header.stamp), msg)
+        if self.sync.stats.dropped > dropped:
+            self._warn("sync", f"inputs not in sync: {self.sync.stats.dropped} messages dropped "
+                       f"so far (stamps of {self.sync.topics} differ by more than slop "
+                       f"{self.p['slop']} s?)")
+        if frame is not None:
+            self.slot.put(frame)
+
+    # --- worker ---------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while rclpy.ok(context=self.context):
+            frame = self.slot.take(timeout=0.5)
+            if frame is None:
+                continue
+            try:
+                self._process(frame)
+            except Exception as err:  # noqa: BLE001 - bad input must never stop the node
+                name = type(err).__name__
+                self._warn(f"error:{name}", f"frame skipped: {name}: {err}")
+
+    def _classes(self, frame: dict) -> dict[int, int]:
+        if self.p["class_source"] == "parameter":
+            return self.class_map
+        classes = {}
+        for det in frame["detections"].detections:
+            if not det.results:
+                continue
+            try:
+                classes[int(det.id)] = parse_class(det.results[0].hypothesis.class_id)
+            except ValueError as err:
+                self._warn("detections", f"detection id {det.id!r} ignored: {err}")
+        return classes
+
+    def _process(self, frame: dict) -> None:
+        depth_msg, mask_msg = frame["depth"], frame["mask"]
+        try:
+            depth = convert.depth_to_metres(depth_msg)
+        except ValueError as err:
+            return self._warn("depth", f"depth image rejected: {err}")
+        try:
+            if self.p["class_source"] == "color_mask":
+                mask, classes = instances_from_color_mask(convert.color_to_rgb(mask_msg),
+                                                          self.palette)
+                background = 0
+            else:
+                mask = convert.mask_to_numpy(mask_msg)
+                classes = self._classes(frame)
+                background = self.p["mask_background"]
+        except ValueError as err:
+            return self._warn("mask", f"mask image rejected: {err}")
+        info = self.camera_info
+        K = None
+        if info is not None:
+            try:
+                K = convert.camera_info_to_k(info)
+            except ValueError as err:
+                return self._warn("camera_info", f"camera_info rejected: {err}")
+            if (info.width, info.height) != (depth.shape[1], depth.shape[0]):
+                return self._warn("camera_info", f"camera_info is {info.width}x{info.height} "
+                                  f"but depth is {depth.shape[1]}x{depth.shape[0]}")
+        problem = check_frame(depth, mask, K)
+        if problem:
+            return self._warn("frame", f"frame skipped: {problem}")
+        if not instance_ids(mask, background):
+            self._warn("empty", f"mask has no objects (all pixels = background "
+                       f"{background})", period=30.0)
+        result = self.pipeline.process(depth, mask, K, classes, background)
+        for inst, why in result.skipped:
+            self._warn(f"object:{why[:20]}", f"object {inst} skipped: {why}")
+        self._publish(frame, depth_msg, K, result)
+
+    # --- outputs --------------------------------------------------------------------------
+
+    def _publish(self, frame: dict, depth_msg: Image, K, result) -> None:
+        header = Header(stamp=depth_msg.header.stamp,
+                        frame_id=self.p["camera_frame"] or depth_msg.header.frame_id)
+        objects = result.objects
+        names = object_names(objects, self.p["frame_prefix"])
+        self.poses_pub.publish(messages.detections_msg(header, objects))
+        if self.p["publish_tf"] and objects:
+            tfs = messages.transforms(header, objects, names)
+            if self.tf_broadcaster is not None:
+                self.tf_broadcaster.sendTransform(tfs)
+            else:
+                self.tf_pub.publish(self._tf_message(transforms=tfs))
+        if self.p["publish_markers"]:
+            self.markers_pub.publish(self.markers.update(header, objects, names))
+        if self.p["publish_debug"] and objects:
+            import numpy as np
+
+            points = np.concatenate([o.points for o in objects])
+            labels = np.repeat([o.instance_id for o in objects], [len(o.points) for o in objects])
+            self.cloud_pub.publish(convert.points_to_cloud(points, labels, header=header))
+        if self.p["publish_overlay"]:
+            self._publish_overlay(header, frame["_stamp_ns"], K, objects, names)
+        self._count(frame["_stamp_ns"], len(objects))
+
+    def _publish_overlay(self, header: Header, stamp_ns: int, K, objects, names) -> None:
+        near = [c for c in self.colors
+                if abs(convert.stamp_to_ns(c.header.stamp) - stamp_ns) <= self.p["slop"] * 1e9]
+        if not near:
+            return self._warn("overlay", "no colour image near the frame's stamp: no overlay")
+        try:
+            rgb = convert.color_to_rgb(near[-1])
+        except ValueError as err:
+            return self._warn("color", f"colour image rejected: {err}")
+        image = draw_overlay(rgb, K, objects, names)
+        self.overlay_pub.publish(convert.numpy_to_image(image, "rgb8", header=header))
+
+    def _count(self, stamp_ns: int, num_objects: int) -> None:
+        s = self.stats
+        s.frames += 1
+        s.objects += num_objects
+        s.latency_ms_sum += (self.get_clock().now().nanoseconds - stamp_ns) / 1e6
+        elapsed = time.monotonic() - s.since
+        if self.p["log_period"] > 0 and elapsed >= self.p["log_period"]:
+            self.get_logger().info(
+                f"{s.frames / elapsed:.1f} frames/s, {s.objects / s.frames:.1f} objects/frame, "
+                f"latency {s.latency_ms_sum / s.frames:.0f} ms (stamp to output), "
+                f"{self.slot.replaced} frames skipped while busy")
+            self.stats = Stats(since=time.monotonic())
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = PoseNode()
+    except Exception as err:  # noqa: BLE001 - any start-up failure: one clear line, exit 1
+        # bad configuration or a missing/corrupt model: say so clearly and exit non-zero
+        rclpy.logging.get_logger("posediff_node").fatal(f"cannot start: {err}")
+        rclpy.try_shutdown()
+        return 1
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.slot.close()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

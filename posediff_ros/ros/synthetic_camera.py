@@ -1,0 +1,176 @@
+"""synthetic_camera: publishes generated tabletop scenes like an RGB-D camera plus a segmenter,
+with ground truth, so the whole pipeline runs without hardware.
+
+Publishes (relative names, all with the same stamp per frame, frame_id = `frame_id`):
+  depth (16UC1 mm), color (rgb8), camera_info, mask (mono8 instance ids, 0 = background),
+  detections (Detection2DArray: id = mask id, class_id = NOCS name, 2D box),
+  ground_truth (Detection3DArray of the true poses, same conventions as object_poses).
+Rendering is slow (up to ~1 s a frame), so a ring of `ring_size` scenes is rendered in a
+background thread at start and replayed at `rate` Hz with fresh stamps.
+"""
+
+import sys
+import threading
+
+import numpy as np
+import rclpy
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
+from vision_msgs.msg import (
+    Detection2D,
+    Detection2DArray,
+    Detection3DArray,
+    ObjectHypothesis,
+    ObjectHypothesisWithPose,
+)
+
+from posediff_ros.categories import BY_ID
+from posediff_ros.ros import convert, messages
+
+PARAMETERS = {
+    "rate": (5.0, "frames per second"),
+    "num_objects": (0, "objects per scene; 0 = random 2-6"),
+    "ring_size": (4, "distinct scenes rendered at start and replayed"),
+    "seed": (0, "scene generator seed"),
+    "frame_id": ("camera_color_optical_frame", "frame_id of every message"),
+    "width": (640, "image width"),
+    "height": (480, "image height"),
+}
+
+
+def render_ring(count: int, seed: int, num_objects: int, width: int, height: int, out: list,
+                stop: threading.Event) -> None:
+    """Render scenes into `out` one by one (a list shared with the publisher)."""
+    from posediff_ros.data.synthetic import render_scene
+
+    rng = np.random.default_rng(seed)
+    for _ in range(count):
+        if stop.is_set():
+            return
+        out.append(render_scene(rng, width=width, height=height,
+                                num_objects=num_objects or None))
+
+
+def camera_info(K: np.ndarray, width: int, height: int, header: Header) -> CameraInfo:
+    info = CameraInfo(header=header, width=width, height=height, distortion_model="plumb_bob")
+    info.k = [float(v) for v in np.asarray(K).ravel()]
+    info.d = [0.0] * 5
+    info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    P = np.zeros((3, 4))
+    P[:, :3] = K
+    info.p = [float(v) for v in P.ravel()]
+    return info
+
+
+def detections_2d(header: Header, mask: np.ndarray, instances) -> Detection2DArray:
+    out = Detection2DArray(header=header)
+    for inst in instances:
+        v, u = np.nonzero(mask == inst.instance_id)
+        if len(u) == 0:
+            continue  # fully occluded: a segmenter would not report it
+        det = Detection2D(header=header, id=str(inst.instance_id))
+        det.results = [ObjectHypothesisWithPose(hypothesis=ObjectHypothesis(
+            class_id=BY_ID[inst.class_id].name, score=1.0))]
+        det.bbox.center.position.x = float(u.min() + u.max()) / 2
+        det.bbox.center.position.y = float(v.min() + v.max()) / 2
+        det.bbox.size_x = float(u.max() - u.min() + 1)
+        det.bbox.size_y = float(v.max() - v.min() + 1)
+        out.detections.append(det)
+    return out
+
+
+def ground_truth(header: Header, instances) -> Detection3DArray:
+    return Detection3DArray(header=header, detections=[
+        messages.detection(header, g.instance_id, g.class_id, g.rotation, g.translation,
+                           g.size, 1.0) for g in instances])
+
+
+class SyntheticCamera(Node):
+    def __init__(self, **kwargs):
+        super().__init__("synthetic_camera", **kwargs)
+        for name, (default, text) in PARAMETERS.items():
+            self.declare_parameter(name, default, ParameterDescriptor(description=text,
+                                                                      read_only=True))
+        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        if p["rate"] <= 0 or p["ring_size"] < 1 or not 0 <= p["num_objects"] <= 6:
+            raise ValueError("need rate > 0, ring_size >= 1, 0 <= num_objects <= 6")
+        self.frame_id = p["frame_id"]
+        qos = qos_profile_sensor_data
+        self.pubs = {
+            "depth": self.create_publisher(Image, "depth", qos),
+            "color": self.create_publisher(Image, "color", qos),
+            "camera_info": self.create_publisher(CameraInfo, "camera_info", qos),
+            "mask": self.create_publisher(Image, "mask", qos),
+            "detections": self.create_publisher(Detection2DArray, "detections", qos),
+            "ground_truth": self.create_publisher(Detection3DArray, "ground_truth", 10),
+        }
+        self.frames: list = []
+        self.prepared: list = []  # per frame: messages without header, built once
+        self.index = 0
+        self.published = 0
+        self.stop = threading.Event()
+        self.renderer = threading.Thread(
+            target=render_ring, daemon=True,
+            args=(p["ring_size"], p["seed"], p["num_objects"], p["width"], p["height"],
+                  self.frames, self.stop))
+        self.renderer.start()
+        self.timer = self.create_timer(1.0 / p["rate"], self._tick)
+        self.get_logger().info(f"rendering {p['ring_size']} scenes, publishing at {p['rate']} Hz")
+
+    def _prepare(self, frame) -> dict:
+        mask = np.where(frame.mask == 255, 0, frame.mask).astype(np.uint8)
+        return {
+            "depth": convert.numpy_to_image(frame.depth, "16UC1"),
+            "color": convert.numpy_to_image(frame.color, "rgb8"),
+            "mask": convert.numpy_to_image(mask, "mono8"),
+            "mask_array": mask,
+        }
+
+    def _tick(self) -> None:
+        while len(self.prepared) < len(self.frames):
+            self.prepared.append(self._prepare(self.frames[len(self.prepared)]))
+        if not self.prepared:
+            return
+        i = self.index % len(self.prepared)
+        self.index += 1
+        frame, msgs = self.frames[i], self.prepared[i]
+        header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.frame_id)
+        for name in ("depth", "color", "mask"):
+            msgs[name].header = header
+        height, width = frame.depth.shape
+        # ground truth and camera_info first: a subscriber has them when the result arrives
+        self.pubs["ground_truth"].publish(ground_truth(header, frame.instances))
+        self.pubs["camera_info"].publish(camera_info(frame.K, width, height, header))
+        self.pubs["color"].publish(msgs["color"])
+        self.pubs["detections"].publish(detections_2d(header, msgs["mask_array"],
+                                                      frame.instances))
+        self.pubs["mask"].publish(msgs["mask"])
+        self.pubs["depth"].publish(msgs["depth"])
+        self.published += 1
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = SyntheticCamera()
+    except ValueError as err:
+        rclpy.logging.get_logger("synthetic_camera").fatal(f"cannot start: {err}")
+        rclpy.try_shutdown()
+        return 1
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.stop.set()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

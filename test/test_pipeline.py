@@ -1,0 +1,135 @@
+"""The ROS-free frame pipeline on a rendered scene with a real (untrained) torch model."""
+
+import numpy as np
+import pytest
+
+from posediff_ros.pipeline import (
+    Pipeline,
+    PipelineConfig,
+    check_frame,
+    instance_ids,
+    instances_from_color_mask,
+    object_names,
+)
+from posediff_ros.runtime import SamplerSettings, load_backend
+
+
+@pytest.fixture(scope="module")
+def scene():
+    from posediff_ros.data.synthetic import render_scene
+
+    frame = render_scene(np.random.default_rng(3), num_objects=3)
+    depth = frame.depth.astype(np.float32) / 1000
+    mask = np.where(frame.mask == 255, 0, frame.mask).astype(np.int32)
+    classes = {g.instance_id: g.class_id for g in frame.instances}
+    return frame, depth, mask, classes
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    import torch
+
+    torch.set_num_threads(1)
+    return Pipeline(load_backend("torch", "random"), PipelineConfig(min_points=30))
+
+
+def test_one_batched_call_for_all_objects(scene, pipeline):
+    frame, depth, mask, classes = scene
+    calls = []
+    predict = pipeline.backend.predict
+
+    def counting(points, class_ids):
+        calls.append((points.shape, list(class_ids)))
+        return predict(points, class_ids)
+
+    pipeline.backend.predict = counting
+    try:
+        result = pipeline.process(depth, mask, frame.K, classes)
+    finally:
+        pipeline.backend.predict = predict
+    visible = instance_ids(mask, 0)
+    assert len(calls) == 1
+    assert calls[0][0] == (len(result.objects), pipeline.backend.num_points, 3)
+    assert len(result.objects) + len(result.skipped) == len(visible)
+    assert len(result.objects) >= 1
+    for obj in result.objects:
+        assert obj.class_id == classes[obj.instance_id]
+        np.testing.assert_allclose(obj.rotation @ obj.rotation.T, np.eye(3), atol=1e-5)
+        assert obj.size.shape == (3,) and 0 <= obj.score <= 1 and obj.covariance is None
+        # the points the model saw are the object's own: near its true centre
+        gt = next(g for g in frame.instances if g.instance_id == obj.instance_id)
+        assert np.linalg.norm(obj.points.mean(0) - gt.translation) < 0.5 * np.linalg.norm(gt.size)
+    assert {"points", "inference"} <= set(result.timings_ms)
+
+
+def test_several_samples_give_a_covariance(scene, pipeline):
+    frame, depth, mask, classes = scene
+    pipeline.configure(SamplerSettings(num_samples=4))
+    try:
+        result = pipeline.process(depth, mask, frame.K, classes)
+    finally:
+        pipeline.configure(SamplerSettings())
+    cov = np.stack([o.covariance for o in result.objects])
+    assert cov.shape == (len(result.objects), 6, 6)
+    np.testing.assert_allclose(cov, np.swapaxes(cov, 1, 2), atol=1e-9)
+
+
+def test_unknown_classes_and_tiny_objects_are_skipped_with_reasons(scene, pipeline):
+    frame, depth, mask, classes = scene
+    ids = instance_ids(mask, 0)
+    partial = {ids[0]: 9}  # not a NOCS class; the others have none
+    result = pipeline.process(depth, mask, frame.K, partial)
+    reasons = dict(result.skipped)
+    assert not result.objects and set(reasons) == set(ids)
+    assert "not a NOCS class" in reasons[ids[0]]
+    assert all("no class" in reasons[i] for i in ids[1:])
+    tiny = np.zeros_like(mask)
+    tiny[240, 320:330] = 1  # ten pixels
+    result = pipeline.process(depth, tiny, frame.K, {1: 6})
+    assert not result.objects and "valid depth pixels" in result.skipped[0][1]
+
+
+@pytest.mark.parametrize("change,reason", [
+    ("no_info", "no camera_info"),
+    ("size", "size mismatch"),
+    ("zero", "no valid pixels"),
+    ("nan", "no valid pixels"),
+    ("bad_k", "intrinsics are invalid"),
+])
+def test_frame_checks(scene, change, reason):
+    frame, depth, mask, _ = scene
+    K = frame.K.copy()
+    if change == "no_info":
+        K = None
+    elif change == "size":
+        mask = mask[:-1]
+    elif change == "zero":
+        depth = np.zeros_like(depth)
+    elif change == "nan":
+        depth = np.full_like(depth, np.nan)
+    elif change == "bad_k":
+        K[0, 0] = 0
+    assert reason in check_frame(depth, mask, K)
+
+
+def test_good_frame_passes_checks(scene):
+    frame, depth, mask, _ = scene
+    assert check_frame(depth, mask, frame.K) is None
+
+
+def test_colour_coded_class_masks():
+    rgb = np.zeros((20, 20, 3), np.uint8)
+    rgb[2:5, 2:5] = (255, 0, 0)  # two separate mugs
+    rgb[10:14, 10:14] = (255, 0, 0)
+    rgb[2:5, 12:18] = (0, 255, 0)  # a bowl
+    rgb[18, 18] = (1, 2, 3)  # unknown colour: background
+    mask, classes = instances_from_color_mask(rgb, {(255, 0, 0): 6, (0, 255, 0): 2})
+    assert sorted(classes.values()) == [2, 6, 6] and len(instance_ids(mask, 0)) == 3
+    assert mask[18, 18] == 0 and mask[3, 3] != mask[11, 11]
+
+
+def test_object_names_count_per_class():
+    from types import SimpleNamespace
+
+    objs = [SimpleNamespace(instance_id=i, class_id=c) for i, c in [(5, 6), (2, 6), (3, 1)]]
+    assert object_names(objs, "cam/") == ["cam/mug_1", "cam/mug_0", "cam/bottle_0"]

@@ -37,6 +37,7 @@ setup(
             "synthetic_camera = posediff_ros.ros.synthetic_camera:main",
             "posediff-bag = posediff_ros.ros.bag:main",
             "posediff-demo = posediff_ros.ros.demo:main",
+            "posediff-eval = posediff_ros.evaluate:main",
         ],
     },
 )

@@ -306,7 +306,9 @@ def nocs_map(
             row[col] = 100 * average_precision(np.concatenate(a["iou"][thr]), scores, a["n_gt"])
         for pt, col in zip(POSE_THRESHOLDS, COLUMNS[3:], strict=True):
             matched = np.concatenate(a["pose"][pt])
-            row[col] = 100 * average_precision(matched, pose_scores, a["pose_n_gt"])
+            # a class with ground truth but no IoU-matched pair at all scores 0 (NOCS: NaN)
+            ap = average_precision(matched, pose_scores, a["pose_n_gt"]) if a["pose_n_gt"] else 0
+            row[col] = 100 * ap if a["n_gt"] else float("nan")
         row["n"] = a["n_gt"]
         table[BY_ID[cid].name if cid in BY_ID else str(cid)] = row
     rows = [r for r in table.values() if r["n"] > 0]

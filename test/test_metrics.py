@@ -179,3 +179,17 @@ def test_map_rotated_prediction_drops_pose_not_symmetric_iou():
     assert table["laptop"]["IoU25"] == pytest.approx(100)  # 0.2x0.4 footprint swapped: IoU 1/3
     assert table["laptop"]["IoU50"] == 0
     assert table["mean"]["10d10cm"] == pytest.approx(50)
+
+
+def test_map_pose_columns_zero_when_nothing_matches_at_iou_01():
+    size = np.array([[0.1, 0.1, 0.1]])
+    R, t, hv = I3[None], np.array([[0, 0, 1.0]]), np.array([True])
+    far = _frame(np.array([3]), R, t, size, hv, (R, t + [[0.5, 0, 0]], size, np.array([3])))
+    row = m.nocs_map([far])["camera"]
+    assert all(row[c] == 0 for c in m.COLUMNS)
+    # a class with detections but no ground truth is reported as NaN and left out of the mean
+    extra = _frame(np.zeros(0, int), np.zeros((0, 3, 3)), np.zeros((0, 3)), np.zeros((0, 3)),
+                   np.zeros(0, bool), (R, t, size, np.array([5])))
+    table = m.nocs_map([far, extra])
+    assert np.isnan(table["laptop"]["IoU25"]) and table["laptop"]["n"] == 0
+    assert table["mean"]["IoU25"] == 0 and table["mean"]["n"] == 1

@@ -38,6 +38,8 @@ setup(
             "posediff-bag = posediff_ros.ros.bag:main",
             "posediff-demo = posediff_ros.ros.demo:main",
             "posediff-eval = posediff_ros.evaluate:main",
+            "posediff-train = posediff_ros.train:main",
+            "posediff-results = posediff_ros.results:main",
         ],
     },
 )

@@ -18,7 +18,7 @@ def clouds(b: int, p: int = 256, seed: int = 0) -> np.ndarray:
 
 def test_random_backend_predicts_valid_poses():
     be = load_backend("torch", "random")
-    assert be.name == "torch" and be.num_points == 512
+    assert be.name == "torch" and be.num_points == 256
     out = be.predict(clouds(3), np.array([1, 3, 6]))
     assert out.rotation.shape == (3, 3, 3) and out.translation.shape == (3, 3)
     assert out.size.shape == (3, 3) and out.score.shape == (3,) and out.covariance is None
@@ -69,7 +69,7 @@ def test_bad_settings_and_names():
 
 
 def test_empty_batch():
-    out = load_backend("torch", "random").predict(np.zeros((0, 512, 3), np.float32),
+    out = load_backend("torch", "random").predict(np.zeros((0, 256, 3), np.float32),
                                                   np.zeros(0, np.int64))
     assert out.rotation.shape == (0, 3, 3)
 

@@ -46,8 +46,8 @@ class PoseNetConfig:
     format_version: int = FORMAT_VERSION
     categories: list[str] = field(default_factory=lambda: list(NAMES))
     encoder: str = "pointnet"
-    num_points: int = 512
-    feat_dim: int = 1024
+    num_points: int = 256
+    feat_dim: int = 512
     emb_dim: int = 64
     hidden: int = 256
     normalisation: str = "centroid_rms"

@@ -193,3 +193,20 @@ def test_map_pose_columns_zero_when_nothing_matches_at_iou_01():
     table = m.nocs_map([far, extra])
     assert np.isnan(table["laptop"]["IoU25"]) and table["laptop"]["n"] == 0
     assert table["mean"]["IoU25"] == 0 and table["mean"]["n"] == 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.booleans())
+def test_iou_properties(seed, legacy):
+    rng = np.random.default_rng(seed)
+    R1, R2 = random_rotations(2, rng)
+    s1, s2 = rng.uniform(0.05, 0.3, (2, 3))
+    t1, t2 = rng.normal(0, 0.05, (2, 3))
+    a = m.iou_3d(s1, R1, t1, s2, R2, t2, legacy=legacy)
+    assert 0 <= a <= 1 + 1e-12
+    assert np.isclose(a, m.iou_3d(s2, R2, t2, s1, R1, t1, legacy=legacy))  # symmetric
+    if not legacy:  # the correct IoU does not depend on where both boxes are
+        shift = rng.normal(0, 1, 3)
+        assert np.isclose(a, m.iou_3d(s1, R1, t1 + shift, s2, R2, t2 + shift))
+    # the y-symmetric IoU is at least the plain one
+    assert m.iou_3d(s1, R1, t1, s2, R2, t2, symmetric=True, legacy=legacy) >= a - 1e-12

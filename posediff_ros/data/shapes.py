@@ -15,7 +15,7 @@ import numpy as np
 
 from posediff_ros.categories import BY_ID, class_id
 
-PART_BODY, PART_HANDLE, PART_SCREEN = 0, 1, 2
+PART_BODY, PART_HANDLE, PART_SCREEN, PART_LENS = 0, 1, 2, 3
 
 
 @dataclass
@@ -93,9 +93,10 @@ def aabox(lo, hi, part: int = PART_BODY) -> Mesh:
     return box(lo, np.diag(hi - lo), part)
 
 
-def cylinder_x(radius_profile: np.ndarray, x0: float, y: float, z: float, segments=32) -> Mesh:
+def cylinder_x(radius_profile: np.ndarray, x0: float, y: float, z: float, segments=32,
+               part: int = PART_BODY) -> Mesh:
     """Lathe about the +x axis: profile (radius, distance along x from x0); axis at (y, z)."""
-    m = lathe(radius_profile, segments)
+    m = lathe(radius_profile, segments, part)
     v = m.vertices
     m.vertices = np.stack([x0 + v[:, 1], y - v[:, 0], z + v[:, 2]], axis=-1)  # y axis -> x axis
     return m
@@ -231,7 +232,7 @@ def make_camera(rng: np.random.Generator) -> Shape:
     ring = rl * rng.uniform(1.05, 1.2)
     lens = np.array([(0.0, 0.0), (ring, 0.0), (ring, 0.3 * ll), (rl, 0.35 * ll), (rl, ll),
                      (0.75 * rl, ll), (0.7 * rl, ll - 0.003), (0.0, ll - 0.003)])  # fmt: skip
-    parts.append(cylinder_x(lens, d / 2, yl, zl))
+    parts.append(cylinder_x(lens, d / 2, yl, zl, part=PART_LENS))
     if rng.random() < 0.7:  # viewfinder / flash hump on top
         hw = w * rng.uniform(0.25, 0.4)
         hh = h * rng.uniform(0.15, 0.3)

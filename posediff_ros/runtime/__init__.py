@@ -48,16 +48,35 @@ def _torch_factory(model_path, device: str, settings: SamplerSettings | None) ->
     return TorchBackend(model, device, settings)
 
 
-BACKENDS: dict[str, Callable[..., Backend]] = {"torch": _torch_factory}
+def _lazy(module: str) -> Callable[..., Backend]:
+    """factory() of a backend module, imported on first use (keeps optional packages lazy)."""
+
+    def make(model_path, device: str, settings: SamplerSettings | None, **options) -> Backend:
+        from importlib import import_module
+
+        return import_module(f".{module}", __name__).factory(model_path, device, settings,
+                                                             **options)
+
+    return make
+
+
+BACKENDS: dict[str, Callable[..., Backend]] = {
+    "torch": _torch_factory,
+    "torch-fused": _lazy("fused_backend"),  # one module; CUDA graphs / autocast options
+    "onnxruntime": _lazy("onnx_backend"),
+    "tensorrt": _lazy("tensorrt_backend"),
+}
 
 
 def load_backend(name: str, model_path: str | os.PathLike = DEFAULT_MODEL, device: str = "cpu",
-                 settings: SamplerSettings | None = None) -> Backend:
+                 settings: SamplerSettings | None = None, **options) -> Backend:
     """A ready backend. model_path: a model JSON (its safetensors beside it), or "random" for a
-    freshly initialised network (to test the plumbing before a trained model exists)."""
-    if name not in BACKENDS:
-        raise ValueError(f"unknown backend {name!r}; known: {', '.join(BACKENDS)}")
-    return BACKENDS[name](model_path, device, settings)
+    freshly initialised network (to test the plumbing before a trained model exists).
+    A missing package or device logs one line and falls back (tensorrt -> onnxruntime ->
+    torch; cuda -> cpu), see runtime/fallback.py; options go to backends that take them."""
+    from .fallback import load_with_fallback
+
+    return load_with_fallback(BACKENDS, name, model_path, device, settings, **options)
 
 
 __all__ = ["BACKENDS", "DEFAULT_MODEL", "Backend", "PoseBatch", "SamplerSettings",

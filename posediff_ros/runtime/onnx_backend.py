@@ -1,0 +1,199 @@
+"""The onnxruntime backend: the exported whole-pipeline graph (export.py) on the CPU, CUDA or
+TensorRT execution provider, whichever the installed onnxruntime offers.
+
+Graphs are exported on the fly when no matching .onnx exists and cached (models/onnx/ or the
+cache dir), keyed by weight hash + sampler settings; configure() with new settings loads (or
+exports once) the graph for them, so steps/solver/w/num_samples/init all stay changeable at
+run time; the seed never needs a new graph (the noise is an input).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .base import PoseBatch, SamplerSettings
+from .fallback import BackendUnavailable
+
+log = logging.getLogger("posediff_ros.runtime")
+
+
+def make_noise(settings: SamplerSettings, batch: int) -> np.ndarray:
+    """The sampler's start noise, drawn exactly as the torch backend draws it (same seed ->
+    same noise -> the same poses from every backend)."""
+    gen = torch.Generator(device="cpu")
+    if settings.seed is not None:
+        gen.manual_seed(settings.seed)
+    else:
+        gen.seed()
+    return torch.randn(batch, settings.num_samples, 9, generator=gen).numpy()
+
+
+def empty_batch(num_samples: int) -> PoseBatch:
+    z = np.zeros
+    return PoseBatch(z((0, 3, 3), np.float32), z((0, 3), np.float32), z((0, 3), np.float32),
+                     z((0,), np.float32), None if num_samples == 1 else z((0, 6, 6), np.float32))
+
+
+def to_pose_batch(out: dict[str, np.ndarray], num_samples: int,
+                  timings: dict[str, float]) -> PoseBatch:
+    """Graph outputs (export.OUTPUTS) -> PoseBatch. One sample: the graph's pose and score as
+    they are. Several: the chordal mean pose, the covariance and the score of the mean, with
+    the torch backend's own functions (SVD has no ONNX op), so all backends agree."""
+    if num_samples == 1:
+        return PoseBatch(out["rotation"], out["translation"], out["size"], out["score"], None,
+                         timings)
+    from ..model.rotation import mean_rotation
+    from .torch_backend import agreement_score, pose_covariance
+
+    rot = torch.from_numpy(np.asarray(out["samples_rotation"], np.float32))
+    trans = torch.from_numpy(np.asarray(out["samples_translation"], np.float32))
+    r_mean, t_mean = mean_rotation(rot, dim=1), trans.mean(dim=1)
+    cov = pose_covariance(rot, trans, r_mean, t_mean)
+    score = agreement_score(r_mean, t_mean, torch.from_numpy(out["reg_rotation"]),
+                            torch.from_numpy(out["reg_translation"]),
+                            torch.from_numpy(out["point_scale"]))
+    return PoseBatch(r_mean.numpy(), t_mean.numpy(), out["size"], score.numpy(), cov.numpy(),
+                     timings)
+
+
+def providers_for(device: str, provider: str | None, trt_cache: Path | None) -> list:
+    """onnxruntime providers for a device ("cpu", "cuda[:i]") or an explicit provider
+    ("cpu" | "cuda" | "tensorrt"), keeping only those the installed build offers."""
+    import onnxruntime as ort
+
+    have = ort.get_available_providers()
+    want = provider or ("cuda" if str(device).startswith("cuda") else "cpu")
+    idx = int(str(device).split(":")[1]) if ":" in str(device) else 0
+    chosen: list = []
+    if want == "tensorrt":
+        if "TensorrtExecutionProvider" in have:
+            opts = {"device_id": idx, "trt_fp16_enable": False, "trt_engine_cache_enable": True}
+            if trt_cache is not None:
+                opts["trt_engine_cache_path"] = str(trt_cache)
+            chosen.append(("TensorrtExecutionProvider", opts))
+        want = "cuda"
+    if want == "cuda" and "CUDAExecutionProvider" in have:
+        chosen.append(("CUDAExecutionProvider", {"device_id": idx}))
+    if len(chosen) == 0 and (provider or "cpu") != "cpu":
+        log.warning("onnxruntime has no %s execution provider (available: %s); using CPU",
+                    provider or device, ", ".join(have))
+    chosen.append("CPUExecutionProvider")
+    return chosen
+
+
+class OnnxBackend:
+    name = "onnxruntime"
+
+    def __init__(self, model, model_path=None, device: str = "cpu",
+                 settings: SamplerSettings | None = None, provider: str | None = None,
+                 split: bool = False, threads: int | None = None,
+                 cache_dir: str | os.PathLike | None = None):
+        """model: a PoseNet (kept on the CPU to export graphs for new settings). split: run
+        the encoder and sampler stages as two graphs and report each stage's time (for the
+        benchmark; one fused graph otherwise). threads: onnxruntime intra-op threads."""
+        try:
+            import onnxruntime as ort
+        except ImportError as e:
+            raise BackendUnavailable(f"onnxruntime is not installed ({e})") from None
+        from ..export import weights_hash
+
+        self._ort = ort
+        self.model = model.cpu().eval()
+        self.model_path = model_path
+        self.num_points = model.cfg.num_points
+        self.device, self.split, self.threads = str(device), split, threads
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.whash = weights_hash(self.model)
+        trt_cache = (self.cache_dir or _default_dir()) / "ort-trt"
+        self.providers = providers_for(self.device, provider, trt_cache)
+        self._sessions: dict[tuple, list] = {}
+        d = model.cfg.sampler
+        self.configure(settings or SamplerSettings(steps=d.steps, solver=d.solver,
+                                                   w_schedule=d.w_schedule, w_max=d.w_max))
+
+    @property
+    def provider(self) -> str:
+        """The execution provider actually running the graph."""
+        return self._current[0].get_providers()[0]
+
+    def _session(self, path: Path):
+        so = self._ort.SessionOptions()
+        so.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if self.threads:
+            so.intra_op_num_threads = self.threads
+        return self._ort.InferenceSession(str(path), so, providers=self.providers)
+
+    def graph_paths(self, settings: SamplerSettings) -> list[Path]:
+        from ..export import GraphSettings, ensure_graph
+
+        gs = GraphSettings.of(settings)
+        parts = ("encoder", "sampler") if self.split else ("full",)
+        return [ensure_graph(self.model, gs, self.model_path, part, self.cache_dir, self.whash)
+                for part in parts]
+
+    def configure(self, settings: SamplerSettings) -> None:
+        from ..export import GraphSettings
+        from ..model.sampler import SOLVERS, W_SCHEDULES
+
+        if settings.solver not in SOLVERS:
+            raise ValueError(f"unknown solver {settings.solver!r}; known: {', '.join(SOLVERS)}")
+        if settings.w_schedule not in W_SCHEDULES:
+            raise ValueError(f"unknown w_schedule {settings.w_schedule!r}; "
+                             f"known: {', '.join(W_SCHEDULES)}")
+        if settings.init not in ("noise", "regression"):
+            raise ValueError(f"unknown init {settings.init!r}; known: noise, regression")
+        if settings.steps < 1 or settings.num_samples < 1:
+            raise ValueError("steps and num_samples must be >= 1")
+        key = GraphSettings.of(settings)
+        if key not in self._sessions:  # export (once per weights + settings) and load
+            self._sessions[key] = [self._session(p) for p in self.graph_paths(settings)]
+        self._current = self._sessions[key]
+        self.settings = settings
+
+    def predict(self, points: np.ndarray, class_ids: np.ndarray) -> PoseBatch:
+        s = self.settings
+        if len(points) == 0:
+            return empty_batch(s.num_samples)
+        feed = {"points": np.ascontiguousarray(points, np.float32),
+                "class_ids": np.ascontiguousarray(class_ids, np.int64)}
+        noise = make_noise(s, len(points))
+        t0 = time.perf_counter()
+        if self.split:
+            enc_sess, smp_sess = self._current
+            enc = enc_sess.run(None, feed)
+            t1 = time.perf_counter()
+            names = [i.name for i in smp_sess.get_inputs()]
+            outs = smp_sess.run(None, dict(zip(names, [*enc, noise], strict=True)))
+            timings = {"encoder": (t1 - t0) * 1e3, "sampler": (time.perf_counter() - t1) * 1e3}
+            sess = smp_sess
+        else:
+            sess = self._current[0]
+            outs = sess.run(None, {**feed, "noise": noise})
+            timings = {"inference": (time.perf_counter() - t0) * 1e3}
+        out = {o.name: v for o, v in zip(sess.get_outputs(), outs, strict=True)}
+        return to_pose_batch(out, s.num_samples, timings)
+
+
+def _default_dir() -> Path:
+    from ..export import default_cache_dir
+
+    return default_cache_dir()
+
+
+def factory(model_path, device: str = "cpu", settings: SamplerSettings | None = None,
+            **options) -> OnnxBackend:
+    """load_backend("onnxruntime", ...): options provider, split, threads, cache_dir."""
+    from ..export import load_any
+
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError as e:
+        raise BackendUnavailable(f"onnxruntime is not installed ({e})") from None
+    keep = {k: options[k] for k in ("provider", "split", "threads", "cache_dir") if k in options}
+    return OnnxBackend(load_any(model_path), model_path, device, settings, **keep)

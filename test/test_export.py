@@ -1,0 +1,153 @@
+"""ONNX export of the whole pipeline: parity with torch (fp32), dynamic object count, the
+sidecar JSON, the on-disk cache and the posediff-export CLI. Real onnxruntime, real files."""
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from posediff_ros.export import (
+    INPUTS,
+    OUTPUTS,
+    PARTS,
+    GraphSettings,
+    InferenceGraph,
+    ensure_graph,
+    example_inputs,
+    export_onnx,
+    main,
+    weights_hash,
+)
+from posediff_ros.model.posenet import PoseNet, PoseNetConfig, save_model
+
+torch.set_num_threads(1)
+
+
+def trained_like(seed: int = 0) -> PoseNet:
+    """A fresh network whose zero-initialised score outputs are made non-zero, so the
+    sampler really moves the poses (a fresh one returns its start point)."""
+    torch.manual_seed(seed)
+    model = PoseNet(PoseNetConfig())
+    for head in (model.score_head.rot_head, model.score_head.trans_head):
+        torch.nn.init.normal_(head[-1].weight, std=0.05)
+        torch.nn.init.normal_(head[-1].bias, std=0.05)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def model() -> PoseNet:
+    return trained_like()
+
+
+def run_onnx(path, feed: dict) -> list[np.ndarray]:
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return sess.run(None, feed)
+
+
+SETTINGS = [GraphSettings(),
+            GraphSettings(steps=3, solver="heun", w_schedule="linear", num_samples=4,
+                          init="regression"),
+            GraphSettings(steps=2, solver="dpm2", w_schedule="tsr", w_max=3.0)]
+
+
+@pytest.mark.parametrize("settings", SETTINGS, ids=lambda s: s.tag())
+def test_full_graph_matches_torch_in_fp32(model, settings, tmp_path):
+    path = tmp_path / "g.onnx"
+    meta = export_onnx(model, settings, path)
+    assert meta["parity_max_abs_err"] < 1e-4
+    graph = InferenceGraph(model, settings).eval()
+    for b in (1, 7, 12):  # dynamic object count, none of them the traced batch (2)
+        points, class_ids, noise = example_inputs(model.cfg.num_points, settings.num_samples,
+                                                  b, seed=b)
+        got = run_onnx(path, {"points": points.numpy(), "class_ids": class_ids.numpy(),
+                              "noise": noise.numpy()})
+        with torch.no_grad():
+            want = graph(points, class_ids, noise)
+        assert [g.shape[0] for g in got] == [b] * len(OUTPUTS)
+        err = max(float(np.abs(w.numpy() - g).max()) for w, g in zip(want, got, strict=True))
+        assert err < 1e-4, f"B={b}: max abs error {err:.2e}"
+
+
+def test_noise_is_an_input_and_moves_the_poses(model, tmp_path):
+    path = tmp_path / "g.onnx"
+    export_onnx(model, GraphSettings(), path, check=False)
+    points, class_ids, noise = example_inputs(model.cfg.num_points, 1, 3)
+    feed = {"points": points.numpy(), "class_ids": class_ids.numpy()}
+    a = run_onnx(path, {**feed, "noise": noise.numpy()})
+    b = run_onnx(path, {**feed, "noise": noise.numpy()})
+    c = run_onnx(path, {**feed, "noise": (noise + 0.5).numpy()})
+    np.testing.assert_array_equal(a[0], b[0])  # reproducible
+    assert np.abs(a[1] - c[1]).max() > 1e-4  # another noise, another sample
+    rot = a[0]
+    np.testing.assert_allclose(rot @ rot.transpose(0, 2, 1), np.broadcast_to(np.eye(3), rot.shape),
+                               atol=1e-5)
+
+
+def test_graph_is_one_unrolled_graph_with_named_io(model, tmp_path):
+    path = tmp_path / "g.onnx"
+    export_onnx(model, GraphSettings(steps=5), path, check=False)
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto)
+    ops = {n.op_type for n in proto.graph.node}
+    assert not ops & {"Loop", "If", "Scan"}  # the sampler is unrolled, shapes are static
+    assert [i.name for i in proto.graph.input] == list(INPUTS)
+    assert [o.name for o in proto.graph.output] == list(OUTPUTS)
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "objects"
+
+
+def test_split_parts_compose_to_the_full_graph(model, tmp_path):
+    settings = GraphSettings(steps=3)
+    paths = {p: tmp_path / f"{p}.onnx" for p in PARTS}
+    for part, path in paths.items():
+        assert export_onnx(model, settings, path, part)["parity_max_abs_err"] < 1e-4
+    points, class_ids, noise = example_inputs(model.cfg.num_points, 1, 4, seed=3)
+    feed = {"points": points.numpy(), "class_ids": class_ids.numpy()}
+    full = run_onnx(paths["full"], {**feed, "noise": noise.numpy()})
+    enc = run_onnx(paths["encoder"], feed)
+    sess = ort.InferenceSession(str(paths["sampler"]), providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+    split = sess.run(None, dict(zip(names, [*enc, noise.numpy()], strict=True)))
+    for f, s in zip(full, split, strict=True):
+        np.testing.assert_allclose(f, s, atol=1e-5)
+
+
+def test_sidecar_records_what_is_baked(model, tmp_path):
+    settings = GraphSettings(steps=6, solver="heun", w_schedule="constant", w_max=2.5)
+    path = tmp_path / "g.onnx"
+    export_onnx(model, settings, path, model_path="models/x.json")
+    meta = json.loads(path.with_suffix(".json").read_text())
+    assert meta["settings"]["steps"] == 6 and meta["settings"]["solver"] == "heun"
+    assert len(meta["baked"]["sigmas"]) == 7 and meta["baked"]["w"] == [2.5] * 6
+    assert meta["weights_sha256"] == weights_hash(model)
+    assert meta["num_points"] == model.cfg.num_points and meta["opset"] >= 17
+    assert meta["inputs"] == list(INPUTS) and meta["outputs"] == list(OUTPUTS)
+
+
+def test_cache_reuses_and_keys_by_weights_and_settings(model, tmp_path):
+    first = ensure_graph(model, GraphSettings(), None, directory=tmp_path)
+    stamp = first.stat().st_mtime_ns
+    assert ensure_graph(model, GraphSettings(), None, directory=tmp_path) == first
+    assert first.stat().st_mtime_ns == stamp  # not exported again
+    other_steps = ensure_graph(model, GraphSettings(steps=8), None, directory=tmp_path)
+    other_weights = ensure_graph(trained_like(seed=1), GraphSettings(), None,
+                                 directory=tmp_path)
+    assert len({first, other_steps, other_weights}) == 3
+    assert weights_hash(model) != weights_hash(trained_like(seed=1))
+    assert weights_hash(model) == weights_hash(trained_like(seed=0))
+
+
+def test_cli_exports_a_saved_model(model, tmp_path, capsys):
+    model_json = save_model(model, tmp_path / "m.json")
+    out = tmp_path / "out" / "m.onnx"
+    main(["--model", str(model_json), "--out", str(out), "--steps", "3", "--split"])
+    printed = capsys.readouterr().out
+    assert out.is_file() and (tmp_path / "out" / "m.encoder.onnx").is_file()
+    assert "max |onnx - torch|" in printed
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["model"] == str(model_json) and meta["settings"]["steps"] == 3
+    # the default location: models/onnx/ beside the model, named by weights + settings
+    main(["--model", str(model_json)])
+    assert len(list((tmp_path / "onnx").glob("m.euler*.onnx"))) == 1

@@ -223,7 +223,7 @@ class PoseNode(Node):
         now = time.monotonic()
         if now - self._last_log.get(key, -1e9) >= period:
             self._last_log[key] = now
-            self.get_logger().warn(text)
+            self.get_logger().warning(text)
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self.camera_info = msg
@@ -296,7 +296,7 @@ class PoseNode(Node):
                                   f"but depth is {depth.shape[1]}x{depth.shape[0]}")
         problem = check_frame(depth, mask, K)
         if problem:
-            return self._warn("frame", f"frame skipped: {problem}")
+            return self._warn(f"frame:{problem[:12]}", f"frame skipped: {problem}")
         if not instance_ids(mask, background):
             self._warn("empty", f"mask has no objects (all pixels = background "
                        f"{background})", period=30.0)

@@ -40,6 +40,8 @@ setup(
             "posediff-eval = posediff_ros.evaluate:main",
             "posediff-train = posediff_ros.train:main",
             "posediff-results = posediff_ros.results:main",
+            "posediff-export = posediff_ros.export:main",
+            "posediff-bench = posediff_ros.bench:main",
             "posediff-generate = posediff_ros.generate:main",
             "posediff-cache = posediff_ros.data.cache:main",
         ],

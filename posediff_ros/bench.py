@@ -1,0 +1,593 @@
+"""posediff-bench: latency, throughput, memory and accuracy of the few-step pipeline per
+backend, side by side with the GenPose-style baseline, on the same machine in the same run.
+
+Stages of one frame (what the node does): points = masked depth -> per-object point sets
+(data/points.py, a real rendered frame); encoder = centring + encoder + regression head;
+sampler = the score-scaled few-step sampler (ours) or 50 hypotheses x a many-step PF-ODE +
+selection (baseline); frame = all of it, timed end to end. For every backend, object count
+and step count: p50/p90/p99, objects/s, peak RSS (and CUDA memory on a GPU). Accuracy of ours
+(per step count) and of the baseline on a fixed held-out cache, next to the speed, so the
+speed ratio is read at known accuracy. Writes JSON + a Markdown table and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .runtime.base import SamplerSettings
+
+# fp32 (non-tensor-core) peaks, FLOP/s, for the achieved-fraction column on a GPU
+GPU_PEAK_FP32 = {"H100 SXM": 67e12, "H100 PCIe": 51e12, "H100": 67e12, "H200": 67e12,
+                 "A100": 19.5e12, "L4": 30.3e12, "A10": 31.2e12, "RTX 4090": 82.6e12,
+                 "Orin": 5.3e12}
+
+
+@dataclass
+class BenchConfig:
+    model: str = "random"
+    backends: list[str] = field(default_factory=lambda: ["torch", "onnxruntime", "torch-fused"])
+    device: str = "cpu"
+    objects: list[int] = field(default_factory=lambda: [1, 3, 6, 12])
+    steps: list[int] = field(default_factory=lambda: [2, 4, 8])
+    repeats: int = 30
+    warmup: int = 3
+    baseline_hypotheses: int = 50
+    baseline_steps: int = 150
+    baseline_keep: float = 0.6
+    baseline_repeats: int = 5
+    test_cache: str | None = None
+    accuracy_objects: int = 600
+    threads: int | None = None
+    seed: int = 0
+    quick: bool = False
+    cuda_graphs: bool = False
+    amp: str | None = None
+
+    @classmethod
+    def quick_config(cls, **kw) -> BenchConfig:
+        """Seconds: every code path once, small numbers."""
+        base = dict(objects=[1, 3], steps=[2], repeats=3, warmup=1, baseline_hypotheses=8,
+                    baseline_steps=10, baseline_repeats=2, accuracy_objects=12, quick=True)
+        base.update(kw)
+        return cls(**base)
+
+
+# --- measurement helpers --------------------------------------------------------------------
+
+
+def percentiles(ms: list[float]) -> dict[str, float]:
+    a = np.asarray(ms, np.float64)
+    return {"p50": float(np.percentile(a, 50)), "p90": float(np.percentile(a, 90)),
+            "p99": float(np.percentile(a, 99)), "mean": float(a.mean()), "n": int(len(a))}
+
+
+def reset_peak_rss() -> None:
+    """Reset the kernel's peak-RSS mark of this process (Linux >= 4.0), so each backend's peak
+    is its own; silently a no-op elsewhere (then peaks are cumulative)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def peak_rss_mb() -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _sync(device: str) -> None:
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def count_flops(fn) -> int:
+    """Matmul FLOPs of one call (torch's FlopCounterMode: mm/addmm/bmm/conv; elementwise ops,
+    norms and the SVD are not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as fc, torch.no_grad():
+        fn()
+    return int(fc.get_total_flops())
+
+
+def gpu_peak(name: str) -> float | None:
+    return next((v for k, v in GPU_PEAK_FP32.items() if k in name), None)
+
+
+# --- inputs: a rendered frame and the held-out test objects ---------------------------------
+
+
+@dataclass
+class Frame:
+    depth: np.ndarray  # (H, W) float metres
+    mask: np.ndarray  # (H, W) instance ids
+    K: np.ndarray
+    ids: list[int]  # visible instance ids
+    classes: dict[int, int]  # instance -> NOCS class
+
+
+def render_bench_frame(seed: int = 0) -> Frame:
+    """One synthetic tabletop frame with six objects (640x480, noisy depth)."""
+    from .data.synthetic import make_scene, render_frame, sample_camera
+
+    rng = np.random.default_rng(seed)
+    for _ in range(20):
+        frame = render_frame(make_scene(rng, num_objects=6), sample_camera(rng), rng,
+                             with_color=False, with_coord=False)
+        inst = [i for i in frame.instances if i.visible_pixels >= 400]
+        if len(inst) >= 3:
+            break
+    return Frame(frame.depth.astype(np.float32) / 1000.0, frame.mask, frame.K,
+                 [i.instance_id for i in inst], {i.instance_id: i.class_id for i in inst})
+
+
+def frame_points(frame: Frame, b: int, num_points: int, rng: np.random.Generator):
+    """Points of b objects (instances reused cyclically when b > visible ones), as the node
+    extracts them: (b, P, 3) float32, (b,) class ids."""
+    from .data.points import frame_objects
+
+    ids = [frame.ids[i % len(frame.ids)] for i in range(b)]
+    found = frame_objects(frame.depth, frame.mask, frame.K, ids, num_points, rng,
+                          min_points=32)
+    return found.points, np.array([frame.classes[int(i)] for i in ids], np.int64)
+
+
+def load_test_set(path: str | None, n: int, num_points: int):
+    """First n objects of a cache (points cut to the model's P, as train.py evaluates), or
+    n objects generated now from the test seed range when no cache is given."""
+    from .data.cache import build_shard, load_cache
+
+    if path and list(Path(path).glob("shard_*.npz")):
+        c = load_cache(path)
+        src = f"{path} (first {min(n, len(c))} of {len(c)} objects)"
+        d = {k: getattr(c, k)[:n] for k in ("points", "class_ids", "rotations", "translations",
+                                            "sizes", "handle_visible")}
+    else:
+        d = build_shard(2_000_000, n, num_points)
+        src = f"generated now: build_shard(seed=2000000, {n} objects)"
+    d["points"] = np.ascontiguousarray(d["points"][:, :num_points], np.float32)
+    return d, src
+
+
+def accuracy(rot, trans, size, test) -> dict:
+    from .metrics import accuracy_table, object_errors
+
+    err = object_errors(rot, trans, test["rotations"], test["translations"], test["class_ids"],
+                        test["handle_visible"], size, test["sizes"])
+    table = accuracy_table(err)
+    mean, every = table["mean"], table["all"]
+    return {"class_mean": {k: round(v, 2) for k, v in mean.items() if k != "n"},
+            "rot_median_deg": round(every["rot_median_deg"], 2),
+            "trans_median_cm": round(every["trans_median_cm"], 3), "n": every["n"]}
+
+
+# --- the GenPose-style baseline -------------------------------------------------------------
+
+
+class GenPoseBaseline:
+    """Same encoder and score head; 50 hypotheses per object, a many-step (unscaled, w = 1)
+    Euler PF-ODE from t = 0.55 as GenPose, then the selection rule of model/sampler.py
+    (keep the 60 % nearest the mean pose, average) in place of its energy network."""
+
+    def __init__(self, model, device: str, hypotheses: int, steps: int, keep: float,
+                 seed: int = 0):
+        self.model, self.device = model.to(device).eval(), torch.device(device)
+        self.hypotheses, self.steps, self.keep, self.seed = hypotheses, steps, keep, seed
+
+    @torch.no_grad()
+    def encode(self, points, class_ids):
+        pts = torch.as_tensor(points, device=self.device)
+        cls = torch.as_tensor(class_ids, device=self.device)
+        cond, centroid, scale = self.model.condition(pts, cls)
+        return cond, centroid, scale, self.model.regress(cond)
+
+    @torch.no_grad()
+    def sample(self, cond, centroid, scale, reg):
+        from .model.posenet import pose_to_camera
+        from .model.sampler import select_and_average
+
+        gen = torch.Generator().manual_seed(self.seed)
+        noise = torch.randn(len(cond), self.hypotheses, 9, generator=gen).to(self.device)
+        x = self.model.sample_poses(cond, noise, self.steps, "euler", "none", 1.0, "noise")
+        rot, trans = pose_to_camera(x, centroid, scale)
+        r, t = select_and_average(rot, trans, self.keep)
+        size = (scale[:, None] * reg["size"]).clamp_min(1e-4)
+        return r, t, size
+
+    def predict(self, points, class_ids):
+        enc = self.encode(points, class_ids)
+        return [a.float().cpu().numpy() for a in self.sample(*enc)]
+
+
+# --- the run --------------------------------------------------------------------------------
+
+
+def _bar(total: int, desc: str, quiet: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="run", disable=quiet, leave=False)
+
+
+def _time(fn, repeats: int, warmup: int, device: str) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(repeats):
+        _sync(device)
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        out.append((time.perf_counter() - t0) * 1e3)
+    return out
+
+
+def machine_info(device: str) -> dict:
+    import onnxruntime
+
+    cpu = platform.processor()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in
+                   Path("/proc/cpuinfo").read_text().splitlines() if "model name" in line)
+    except (OSError, StopIteration):
+        pass
+    info = {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(), "onnxruntime": onnxruntime.__version__,
+            "python": platform.python_version(), "load_avg_start": os.getloadavg()}
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
+    from .export import load_any
+    from .runtime import load_backend
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    started = time.time()
+    info = machine_info(cfg.device)
+    model = load_any(cfg.model)
+    P = model.cfg.num_points
+    frame = render_bench_frame(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    inputs = {b: frame_points(frame, b, P, rng) for b in cfg.objects}
+    default = model.cfg.sampler
+    rows: list[dict] = []
+    on_gpu = str(cfg.device).startswith("cuda") and torch.cuda.is_available()
+    peak = gpu_peak(info.get("gpu", "")) if on_gpu else None
+    quiet = not progress
+    n_runs = (len(cfg.backends) * len(cfg.steps) * len(cfg.objects) + len(cfg.objects))
+    bar = _bar(n_runs, "bench", quiet)
+
+    # FLOPs per object (B = 1): encoder stage, our sampler per step count, the baseline's
+    pts1, cls1 = inputs[min(cfg.objects)]
+    pts1, cls1 = torch.as_tensor(pts1[:1]), torch.as_tensor(cls1[:1])
+    model_cpu = model.cpu()
+    with torch.no_grad():
+        cond, centroid, scale = model_cpu.condition(pts1, cls1)
+    flops = {"encoder": count_flops(lambda: model_cpu.regress(model_cpu.condition(pts1, cls1)[0]))}
+    for k in cfg.steps:
+        flops[f"sampler_{k}"] = count_flops(lambda k=k: model_cpu.sample_poses(
+            cond, torch.zeros(1, 1, 9), k, default.solver, default.w_schedule, default.w_max))
+    flops["baseline_sampler"] = count_flops(lambda: model_cpu.sample_poses(
+        cond, torch.zeros(1, cfg.baseline_hypotheses, 9), cfg.baseline_steps, "euler", "none",
+        1.0))
+
+    # --- ours, per backend x steps x objects
+    loaded = {}
+    for name in cfg.backends:
+        for k in cfg.steps:
+            s = SamplerSettings(steps=k, solver=default.solver, w_schedule=default.w_schedule,
+                                w_max=default.w_max, seed=cfg.seed)
+            reset_peak_rss()
+            if on_gpu:
+                torch.cuda.reset_peak_memory_stats()
+            be = load_backend(name, cfg.model, device=cfg.device, settings=s,
+                              cuda_graphs=cfg.cuda_graphs, amp=cfg.amp, threads=cfg.threads)
+            loaded[name] = be.name  # after fallback
+            staged = be
+            if be.name == "onnxruntime":  # per-stage times need the split graphs
+                staged = load_backend(name, cfg.model, device=cfg.device, settings=s,
+                                      split=True, threads=cfg.threads)
+            for b in cfg.objects:
+                pts, cls = inputs[b]
+                model_ms = _time(lambda pts=pts, cls=cls, be=be: be.predict(pts, cls), cfg.repeats,
+                                 cfg.warmup, cfg.device)
+                stage = {"encoder": [], "sampler": []}
+                if staged is not be or be.name == "torch":
+                    for _ in range(cfg.warmup):
+                        staged.predict(pts, cls)
+                    for _ in range(cfg.repeats):
+                        t = staged.predict(pts, cls).timings_ms
+                        stage["encoder"].append(t["encoder"])
+                        stage["sampler"].append(t["sampler"])
+
+                def whole(b=b, be=be):
+                    p, c = frame_points(frame, b, P, rng)
+                    be.predict(p, c)
+
+                frame_ms = _time(whole, cfg.repeats, cfg.warmup, cfg.device)
+                points_ms = _time(lambda b=b: frame_points(frame, b, P, rng), cfg.repeats,
+                                  cfg.warmup, "cpu")
+                f_model = flops["encoder"] + flops[f"sampler_{k}"]
+                row = {"method": "ours", "backend": be.name, "asked": name, "steps": k,
+                       "objects": b, "points_ms": percentiles(points_ms),
+                       "encoder_ms": percentiles(stage["encoder"]) if stage["encoder"] else None,
+                       "sampler_ms": percentiles(stage["sampler"]) if stage["sampler"] else None,
+                       "model_ms": percentiles(model_ms), "frame_ms": percentiles(frame_ms),
+                       "peak_rss_mb": round(peak_rss_mb(), 1),
+                       "flops_per_object": f_model}
+                row["objects_per_s"] = b / (row["frame_ms"]["p50"] / 1e3)
+                row["frames_per_s"] = 1e3 / row["frame_ms"]["p50"]
+                if on_gpu:
+                    row["cuda_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+                    if peak:
+                        row["fraction_of_peak"] = (f_model * b / (row["model_ms"]["p50"] / 1e3)
+                                                   / peak)
+                rows.append(row)
+                bar.update(1)
+
+    # --- the baseline (torch, same model)
+    base = GenPoseBaseline(model, cfg.device, cfg.baseline_hypotheses, cfg.baseline_steps,
+                           cfg.baseline_keep, cfg.seed)
+    for b in cfg.objects:
+        pts, cls = inputs[b]
+        reset_peak_rss()
+        enc_ms, smp_ms = [], []
+        for i in range(cfg.warmup + cfg.baseline_repeats):
+            _sync(cfg.device)
+            t0 = time.perf_counter()
+            enc = base.encode(pts, cls)
+            _sync(cfg.device)
+            t1 = time.perf_counter()
+            base.sample(*enc)
+            _sync(cfg.device)
+            if i >= cfg.warmup:
+                enc_ms.append((t1 - t0) * 1e3)
+                smp_ms.append((time.perf_counter() - t1) * 1e3)
+
+        def whole(b=b):
+            p, c = frame_points(frame, b, P, rng)
+            base.predict(p, c)
+
+        frame_ms = _time(whole, cfg.baseline_repeats, 0, cfg.device)
+        row = {"method": "baseline", "backend": "torch", "asked": "torch",
+               "steps": cfg.baseline_steps, "hypotheses": cfg.baseline_hypotheses,
+               "objects": b, "points_ms": None, "encoder_ms": percentiles(enc_ms),
+               "sampler_ms": percentiles(smp_ms), "model_ms": None,
+               "frame_ms": percentiles(frame_ms), "peak_rss_mb": round(peak_rss_mb(), 1),
+               "flops_per_object": flops["encoder"] + flops["baseline_sampler"]}
+        row["objects_per_s"] = b / (row["frame_ms"]["p50"] / 1e3)
+        row["frames_per_s"] = 1e3 / row["frame_ms"]["p50"]
+        rows.append(row)
+        bar.update(1)
+    bar.close()
+
+    acc = run_accuracy(cfg, model, base, progress)
+    info["load_avg_end"] = os.getloadavg()
+    result = {"config": asdict(cfg), "machine": info, "backends_loaded": loaded,
+              "flops_per_object": flops, "rows": rows, "accuracy": acc,
+              "ratios": ratios(rows, cfg), "seconds": round(time.time() - started, 1),
+              "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
+    result["default_steps"] = default.steps
+    result["targets"] = targets(result, default.steps)
+    return result
+
+
+def run_accuracy(cfg: BenchConfig, model, base: GenPoseBaseline, progress: bool) -> dict:
+    """Ours at every step count (torch backend; the other backends match it to < 1e-4) and the
+    baseline, on the same held-out objects."""
+    from .runtime.torch_backend import TorchBackend
+
+    test, src = load_test_set(cfg.test_cache, cfg.accuracy_objects, model.cfg.num_points)
+    d = model.cfg.sampler
+    out = {"test_set": src, "ours": {}, "baseline": None}
+    chunk = 24
+    n = len(test["class_ids"])
+    bar = _bar(len(cfg.steps) + 1, "accuracy", not progress)
+    for k in cfg.steps:
+        be = TorchBackend(model, cfg.device, SamplerSettings(
+            steps=k, solver=d.solver, w_schedule=d.w_schedule, w_max=d.w_max, seed=cfg.seed))
+        parts = [be.predict(test["points"][i:i + chunk], test["class_ids"][i:i + chunk])
+                 for i in range(0, n, chunk)]
+        out["ours"][str(k)] = accuracy(np.concatenate([p.rotation for p in parts]),
+                                       np.concatenate([p.translation for p in parts]),
+                                       np.concatenate([p.size for p in parts]), test)
+        bar.update(1)
+    parts = [base.predict(test["points"][i:i + chunk], test["class_ids"][i:i + chunk])
+             for i in range(0, n, chunk)]
+    out["baseline"] = accuracy(*[np.concatenate([p[j] for p in parts]) for j in range(3)], test)
+    bar.update(1)
+    bar.close()
+    return out
+
+
+def ratios(rows: list[dict], cfg: BenchConfig) -> list[dict]:
+    """ours / baseline per backend, steps and objects (p50): sampler stage and whole frame.
+    < 1 means ours is cheaper; speed-up = 1 / ratio."""
+    base = {r["objects"]: r for r in rows if r["method"] == "baseline"}
+    out = []
+    for r in rows:
+        if r["method"] != "ours" or r["objects"] not in base:
+            continue
+        b = base[r["objects"]]
+        item = {"backend": r["backend"], "steps": r["steps"], "objects": r["objects"],
+                "frame": r["frame_ms"]["p50"] / b["frame_ms"]["p50"]}
+        if r["sampler_ms"]:
+            item["sampler"] = r["sampler_ms"]["p50"] / b["sampler_ms"]["p50"]
+        out.append(item)
+    return out
+
+
+def targets(res: dict, model_steps: int) -> dict:
+    """The issue's targets, evaluated on this run: default backend (torch) at the model's
+    default step count (or the nearest one benchmarked)."""
+    dflt = min(res["config"]["steps"], key=lambda s: abs(s - model_steps))
+    pick = [r for r in res["rows"] if r["method"] == "ours" and r["backend"] == "torch"
+            and r["steps"] == dflt and r["objects"] == 3]
+    rat = [x for x in res["ratios"] if x["backend"] == "torch" and x["steps"] == dflt]
+    t = {"steps": dflt}
+    if pick:
+        t["fps_3_objects"] = round(pick[0]["frames_per_s"], 1)
+        t["fps_3_objects_met"] = pick[0]["frames_per_s"] >= 10
+    if rat:
+        t["sampler_speedup_min"] = round(min(1 / x["sampler"] for x in rat if "sampler" in x), 1)
+        t["frame_speedup_min"] = round(min(1 / x["frame"] for x in rat), 1)
+        t["sampler_50x_met"] = t["sampler_speedup_min"] >= 50
+        t["frame_4x_met"] = t["frame_speedup_min"] >= 4
+    acc = res["accuracy"]
+    ours = acc["ours"].get(str(dflt))
+    if ours and acc["baseline"]:
+        keys = ("5d2cm", "5d5cm", "10d2cm", "10d5cm", "IoU50")
+        t["accuracy_delta"] = {c: round(ours["class_mean"][c] - acc["baseline"]["class_mean"][c],
+                                        2) for c in keys}
+        t["equal_or_better_accuracy"] = all(v >= -1.0 for v in t["accuracy_delta"].values())
+    return t
+
+
+# --- report ---------------------------------------------------------------------------------
+
+
+def _f(x, nd=1) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return f"{x:.{nd}f}"
+
+
+def _pp(stat) -> str:
+    return "-" if not stat else f"{stat['p50']:.1f} / {stat['p90']:.1f} / {stat['p99']:.1f}"
+
+
+def markdown(res: dict) -> str:
+    cfg, m = res["config"], res["machine"]
+    lines = [f"Run {res['date_utc']} UTC, {res['seconds']} s. Model: `{cfg['model']}`; device "
+             f"`{cfg['device']}`; {m['cpu']} ({m['cores']} cores), torch {m['torch']} "
+             f"({m['torch_threads']} threads), onnxruntime {m['onnxruntime']}"
+             + (f", GPU {m['gpu']}" if m.get("gpu") else "") + ".",
+             f"Load average at start {tuple(round(x, 2) for x in m['load_avg_start'])}, at end "
+             f"{tuple(round(x, 2) for x in m['load_avg_end'])}."
+             + (" (quick mode: tiny repeat counts, not a measurement)" if cfg["quick"] else ""),
+             "",
+             "Latency in ms as p50 / p90 / p99. points = masked depth -> point sets; encoder = "
+             "normalisation + encoder + regression head; sampler = few-step sampler (ours) or "
+             f"{cfg['baseline_hypotheses']} hypotheses x {cfg['baseline_steps']} Euler steps + "
+             "selection (baseline); frame = all, timed end to end. fps and objects/s from the "
+             "frame p50.", "",
+             "| method | backend | steps | objects | points | encoder | sampler | model | "
+             "frame | fps | obj/s | peak RSS MB | GFLOP/obj |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in res["rows"]:
+        lines.append(
+            f"| {r['method']} | {r['backend']} | {r['steps']} | {r['objects']} | "
+            f"{_pp(r['points_ms'])} | {_pp(r['encoder_ms'])} | {_pp(r['sampler_ms'])} | "
+            f"{_pp(r['model_ms'])} | {_pp(r['frame_ms'])} | {_f(r['frames_per_s'])} | "
+            f"{_f(r['objects_per_s'])} | {_f(r['peak_rss_mb'], 0)} | "
+            f"{r['flops_per_object'] / 1e9:.3f} |")
+    lines += ["", "Ours / baseline (p50; < 1 is cheaper; speed-up in brackets):", "",
+              "| backend | steps | objects | sampler | frame |", "|---|---|---|---|---|"]
+    for x in res["ratios"]:
+        s = x.get("sampler")
+        lines.append(f"| {x['backend']} | {x['steps']} | {x['objects']} | "
+                     + (f"{s:.4f} ({1 / s:.0f}x)" if s else "-")
+                     + f" | {x['frame']:.3f} ({1 / x['frame']:.1f}x) |")
+    acc = res["accuracy"]
+    cols = ("IoU25", "IoU50", "IoU75", "5d2cm", "5d5cm", "10d2cm", "10d5cm")
+    lines += ["", f"Accuracy (class mean, %, correct 3D IoU; per object with ground-truth "
+                  f"masks) on {acc['test_set']}:", "",
+              "| method | " + " | ".join(cols) + " | rot median deg | trans median cm |",
+              "|---" * (len(cols) + 3) + "|"]
+    entries = [(f"ours, {k} steps", a) for k, a in acc["ours"].items()]
+    entries.append((f"baseline {cfg['baseline_hypotheses']}x{cfg['baseline_steps']}",
+                    acc["baseline"]))
+    for label, a in entries:
+        lines.append(f"| {label} | " + " | ".join(_f(a["class_mean"][c]) for c in cols)
+                     + f" | {_f(a['rot_median_deg'])} | {_f(a['trans_median_cm'], 2)} |")
+    fl = res["flops_per_object"]
+    lines += ["", "Matmul FLOPs per object (torch FlopCounterMode): encoder "
+                  f"{fl['encoder'] / 1e6:.1f} M; " + "; ".join(
+                      f"sampler {k.split('_')[1]} steps {v / 1e6:.2f} M" for k, v in fl.items()
+                      if k.startswith("sampler_"))
+              + f"; baseline sampler {fl['baseline_sampler'] / 1e6:.0f} M.", ""]
+    t = res["targets"]
+    lines.append(f"Targets (torch backend, {t['steps']} steps): " + "; ".join(
+        f"{k} = {v}" for k, v in t.items() if k != "steps"))
+    if any("fraction_of_peak" in r for r in res["rows"]):
+        lines += ["", "Achieved fraction of fp32 peak (model stage): " + ", ".join(
+            f"{r['backend']}/{r['steps']}/{r['objects']}: {r['fraction_of_peak']:.2e}"
+            for r in res["rows"] if "fraction_of_peak" in r)]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    from .runtime import DEFAULT_MODEL
+
+    ap = argparse.ArgumentParser(prog="posediff-bench", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default=str(DEFAULT_MODEL) if DEFAULT_MODEL.is_file()
+                    else "random", help="model JSON or 'random' (default: %(default)s)")
+    ap.add_argument("--backends", default=None,
+                    help="comma list (default: torch,onnxruntime,torch-fused, + tensorrt on "
+                         "a GPU with TensorRT)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--objects", default=None, help="comma list, default 1,3,6,12")
+    ap.add_argument("--steps", default=None, help="comma list, default 2,4,8")
+    ap.add_argument("--repeats", type=int)
+    ap.add_argument("--baseline-hypotheses", type=int)
+    ap.add_argument("--baseline-steps", type=int)
+    ap.add_argument("--test-cache", default=None,
+                    help="held-out cache dir (default: data/cache_test if present, else "
+                         "objects generated from the test seed range)")
+    ap.add_argument("--accuracy-objects", type=int)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--cuda-graphs", action="store_true")
+    ap.add_argument("--amp", choices=["fp16", "bf16"])
+    ap.add_argument("--quick", action="store_true", help="seconds; for the test suite")
+    ap.add_argument("--json", default=None, help="write the results here")
+    ap.add_argument("--markdown", default=None, help="write the Markdown report here")
+    ap.add_argument("--no-progress", action="store_true")
+    a = ap.parse_args(argv)
+    kw: dict = {"model": a.model, "device": a.device, "threads": a.threads,
+                "cuda_graphs": a.cuda_graphs, "amp": a.amp}
+    if a.backends:
+        kw["backends"] = a.backends.split(",")
+    elif str(a.device).startswith("cuda") and torch.cuda.is_available():
+        kw["backends"] = ["torch", "onnxruntime", "torch-fused", "tensorrt"]
+    for name, val in (("objects", a.objects), ("steps", a.steps)):
+        if val:
+            kw[name] = [int(x) for x in val.split(",")]
+    for name in ("repeats", "baseline_hypotheses", "baseline_steps", "accuracy_objects"):
+        if getattr(a, name) is not None:
+            kw[name] = getattr(a, name)
+    repo_test = Path(__file__).resolve().parents[1] / "data" / "cache_test"
+    kw["test_cache"] = a.test_cache or (str(repo_test) if repo_test.is_dir() else None)
+    cfg = BenchConfig.quick_config(**kw) if a.quick else BenchConfig(**kw)
+    res = run_bench(cfg, progress=not a.no_progress)
+    md = markdown(res)
+    print(md)
+    if a.json:
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(json.dumps(res, indent=1) + "\n")
+    if a.markdown:
+        Path(a.markdown).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.markdown).write_text(md)
+
+
+if __name__ == "__main__":
+    main()

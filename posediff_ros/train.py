@@ -480,9 +480,11 @@ def train(cfg: TrainConfig, command: str = "") -> dict:
                         {"elapsed_s": elapsed(), "history": history, "command": command})
     if history:
         final = history[-1]
-    if master and cfg.export and step >= cfg.max_steps:
+    if master and cfg.export:
+        # also after a time-limit stop (marked incomplete); re-running resumes and re-exports
         model.load_state_dict(ema)
         training = {"command": command, "mode": cfg.mode, "steps": step,
+                    "complete": step >= cfg.max_steps,
                     "elapsed_s": round(elapsed(), 1), "train_cache": cfg.train_cache,
                     "train_objects": len(train_split), "train_seeds": train_split.seeds,
                     "val_cache": cfg.val_cache,

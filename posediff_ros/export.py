@@ -151,19 +151,16 @@ def default_cache_dir() -> Path:
     return Path(base) / "posediff_ros"
 
 
-def graph_dir(model_path: str | os.PathLike | None) -> Path:
-    """Next to the model when that folder is writable (models/onnx/), else the cache dir."""
-    if model_path is not None and str(model_path) != "random":
-        d = Path(model_path).resolve().parent / "onnx"
-        try:
-            d.mkdir(parents=True, exist_ok=True)
-            if os.access(d, os.W_OK):
-                return d
-        except OSError:
-            pass
-    d = default_cache_dir() / "onnx"
-    d.mkdir(parents=True, exist_ok=True)
-    return d
+def model_graph_dir(model_path: str | os.PathLike | None) -> Path | None:
+    """models/onnx/ beside a model JSON: where posediff-export puts graphs to ship."""
+    if model_path is None or str(model_path) == "random":
+        return None
+    return Path(model_path).resolve().parent / "onnx"
+
+
+def graph_dir() -> Path:
+    """Where graphs exported on the fly go: the cache dir (never the source tree)."""
+    return default_cache_dir() / "onnx"
 
 
 def graph_path(directory: Path, stem: str, whash: str, settings: GraphSettings,
@@ -269,22 +266,31 @@ def parity_error(module: nn.Module, onnx_path, in_names, model: PoseNet,
 
 def ensure_graph(model: PoseNet, settings: GraphSettings, model_path=None, part: str = "full",
                  directory: Path | None = None, whash: str | None = None) -> Path:
-    """The cached graph for these weights + settings (exported now when missing or stale)."""
+    """The graph for these weights + settings: a matching one beside the model (shipped by
+    posediff-export) or in `directory` (default: the cache dir), else exported there now."""
     whash = whash or weights_hash(model)
-    directory = Path(directory) if directory else graph_dir(model_path)
+    directory = Path(directory) if directory else graph_dir()
     stem = Path(model_path).stem if model_path and str(model_path) != "random" else "random"
+    shipped = model_graph_dir(model_path)
+    for d in ([shipped] if shipped else []) + [directory]:
+        path = graph_path(d, stem, whash, settings, part)
+        if _matches(path, whash):
+            return path
     path = graph_path(directory, stem, whash, settings, part)
-    meta_file = sidecar(path)
-    if path.is_file() and meta_file.is_file():
-        try:
-            meta = json.loads(meta_file.read_text())
-            if meta.get("weights_sha256") == whash and meta.get("export_version") == EXPORT_VERSION:
-                return path
-        except (json.JSONDecodeError, OSError):
-            pass
     log.info("exporting %s graph for %s to %s", part, settings.tag(), path)
     export_onnx(model, settings, path, part, None if stem == "random" else str(model_path))
     return path
+
+
+def _matches(path: Path, whash: str) -> bool:
+    """A complete graph whose sidecar names these weights and this export version."""
+    if not (path.is_file() and sidecar(path).is_file()):
+        return False
+    try:
+        meta = json.loads(sidecar(path).read_text())
+    except (json.JSONDecodeError, OSError):
+        return False
+    return meta.get("weights_sha256") == whash and meta.get("export_version") == EXPORT_VERSION
 
 
 def load_any(model_path: str | os.PathLike) -> PoseNet:
@@ -309,8 +315,9 @@ def main(argv: list[str] | None = None) -> None:
                     "with a sidecar JSON (settings, weight hash, parity error).")
     ap.add_argument("--model", default=str(DEFAULT_MODEL),
                     help="model JSON (weights beside it) or 'random' (default: %(default)s)")
-    ap.add_argument("--out", help="output .onnx (default: models/onnx/ or the cache dir, "
-                                  "named by weights + settings)")
+    ap.add_argument("--out", help="output .onnx (default: onnx/ beside the model, named by "
+                                  "weights + settings, where the onnxruntime and TensorRT "
+                                  "backends look first)")
     ap.add_argument("--steps", type=int)
     ap.add_argument("--solver", choices=["euler", "heun", "dpm2"])
     ap.add_argument("--w-schedule", choices=["exponential", "linear", "constant", "none", "tsr"])
@@ -334,8 +341,8 @@ def main(argv: list[str] | None = None) -> None:
             out = Path(a.out)
             path = out if part == "full" else out.with_name(f"{out.stem}.{part}.onnx")
         else:
-            path = graph_path(graph_dir(a.model), Path(a.model).stem, weights_hash(model),
-                              settings, part)
+            path = graph_path(model_graph_dir(a.model) or graph_dir(), Path(a.model).stem,
+                              weights_hash(model), settings, part)
         meta = export_onnx(model, settings, path, part,
                            None if a.model == "random" else str(a.model))
         print(f"{path}  ({part}, {settings.tag()}, {path.stat().st_size / 1e6:.2f} MB, "

@@ -24,6 +24,16 @@ needs_trt = pytest.mark.skipif(not (HAS_CUDA and HAS_TRT),
 
 
 @pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(autouse=True)
+def private_cache(cache, monkeypatch):
+    monkeypatch.setenv("POSEDIFF_CACHE", str(cache))
+
+
+@pytest.fixture(scope="module")
 def model_json(tmp_path_factory):
     """A saved model whose score head is non-zero (a fresh one's sampler does nothing)."""
     torch.manual_seed(0)
@@ -86,7 +96,7 @@ def test_backend_matches_torch(model_json, name, options, settings):
         assert set(out.timings_ms) == {"encoder", "sampler"}
 
 
-def test_onnx_configure_at_run_time(model_json):
+def test_onnx_configure_at_run_time(model_json, cache):
     be = load_backend("onnxruntime", model_json)
     pts = clouds(3, be.num_points, seed=4)
     first = be.predict(pts, CLASSES[:3])
@@ -96,10 +106,22 @@ def test_onnx_configure_at_run_time(model_json):
         assert max_diff(out, load_backend("torch", model_json, settings=s).predict(
             pts, CLASSES[:3])) < 1e-4
         assert max_diff(out, first) > 1e-5
-    # a graph per setting, cached next to the model and reused
-    assert len(list((model_json.parent / "onnx").glob("m.euler7-linear*.onnx"))) == 1
+    # a graph per setting, exported once into the cache dir
+    assert len(list((cache / "onnx").glob("m.euler7-linear*.onnx"))) == 1
     with pytest.raises(ValueError):
         be.configure(SamplerSettings(solver="rk4"))
+
+
+def test_uses_a_graph_shipped_beside_the_model(model_json, tmp_path, monkeypatch):
+    from posediff_ros.export import main as export_main
+
+    monkeypatch.setenv("POSEDIFF_CACHE", str(tmp_path / "empty"))
+    export_main(["--model", str(model_json), "--steps", "5"])
+    shipped = list((model_json.parent / "onnx").glob("m.euler5-*.onnx"))
+    assert len(shipped) == 1
+    be = load_backend("onnxruntime", model_json, settings=SamplerSettings(steps=5))
+    assert be.graph_paths(be.settings) == shipped
+    assert not (tmp_path / "empty" / "onnx").exists()  # nothing exported on the fly
 
 
 def test_empty_batch_everywhere(model_json):

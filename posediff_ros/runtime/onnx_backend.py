@@ -1,10 +1,11 @@
 """The onnxruntime backend: the exported whole-pipeline graph (export.py) on the CPU, CUDA or
 TensorRT execution provider, whichever the installed onnxruntime offers.
 
-Graphs are exported on the fly when no matching .onnx exists and cached (models/onnx/ or the
-cache dir), keyed by weight hash + sampler settings; configure() with new settings loads (or
-exports once) the graph for them, so steps/solver/w/num_samples/init all stay changeable at
-run time; the seed never needs a new graph (the noise is an input).
+A matching graph shipped beside the model (onnx/, written by posediff-export) is used as it
+is; otherwise the graph is exported on the fly into the cache dir ($POSEDIFF_CACHE, default
+~/.cache/posediff_ros/onnx), named by weight hash + sampler settings. configure() with new
+settings loads (or exports once) the graph for them, so steps/solver/w/num_samples/init all
+stay changeable at run time; the seed never needs a new graph (the noise is an input).
 """
 
 from __future__ import annotations

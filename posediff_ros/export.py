@@ -31,7 +31,7 @@ import torch.nn as nn
 
 from .model.posenet import PoseNet, load_model, pose_to_camera, read_config
 from .model.rotation import rot6d_to_matrix
-from .model.sampler import get_sigmas, get_w
+from .model.sampler import get_sigmas, get_solver, get_w
 from .runtime.base import SamplerSettings
 
 log = logging.getLogger("posediff_ros.export")
@@ -91,17 +91,30 @@ class EncoderPart(nn.Module):
 
 
 class SamplerPart(nn.Module):
-    """Encoder outputs + noise -> poses (the sampler stage, the loop unrolled)."""
+    """Encoder outputs + noise -> poses (the sampler stage, the loop unrolled).
+
+    Same maths as PoseNet.sample_poses (the backend parity tests hold it to that), but the
+    noise levels and w_t are buffers made once here: the graph then has no host-to-device
+    copies, which a CUDA graph capture forbids, and the ONNX graph stores them as constants."""
 
     def __init__(self, model: PoseNet, settings: GraphSettings):
         super().__init__()
         self.model, self.settings = model, settings
+        sd = model.cfg.sampler
+        t0 = sd.t_start_regression if settings.init == "regression" else sd.t_start
+        sigmas = get_sigmas(model.sde, settings.steps, t0, sd.t_end)
+        self.register_buffer("sigmas", sigmas, persistent=False)
+        self.register_buffer("w", get_w(settings.w_schedule, sigmas, settings.w_max,
+                                        sd.tsr_sigma_d), persistent=False)
+        self.solver = get_solver(settings.solver)
+        if settings.init not in ("noise", "regression"):
+            raise ValueError(f"unknown init {settings.init!r}; known: noise, regression")
 
     def forward(self, cond, centroid, scale, reg_rot6d, reg_offset, reg_size, noise):
-        s = self.settings
-        reg = {"rot6d": reg_rot6d, "offset": reg_offset, "size": reg_size}
-        x = self.model.sample_poses(cond, noise, s.steps, s.solver, s.w_schedule, s.w_max,
-                                    s.init, reg)
+        x = self.sigmas[0] * noise
+        if self.settings.init == "regression":  # start near the regression pose
+            x = torch.cat([reg_rot6d, reg_offset], -1)[:, None] + x
+        x = self.solver(self.model.denoiser(cond), x, self.sigmas, self.w)
         rot, trans = pose_to_camera(x, centroid, scale)
         r_reg = rot6d_to_matrix(reg_rot6d)
         t_reg = centroid + scale[:, None] * reg_offset

@@ -55,7 +55,7 @@ class FusedTorchBackend:
         if settings.steps < 1 or settings.num_samples < 1:
             raise ValueError("steps and num_samples must be >= 1")
         self.settings = settings
-        self.graph = InferenceGraph(self.model, GraphSettings.of(settings)).eval()
+        self.graph = InferenceGraph(self.model, GraphSettings.of(settings)).to(self.device).eval()
         self._captured: dict[int, tuple] = {}  # bucket -> (cuda graph, inputs, outputs)
 
     def _forward(self, points, class_ids, noise):

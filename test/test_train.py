@@ -155,3 +155,23 @@ def test_time_limit_stops_and_checkpoints(tmp_path):
     assert 1 <= res["step"] < 100000
     state = json.loads((tmp_path / "run" / "ckpt.json").read_text())
     assert state["step"] == res["step"] and math.isfinite(state["elapsed_s"])
+
+
+@pytest.mark.slow
+def test_torchrun_ddp_two_processes(tmp_path):
+    """Two CPU ranks (gloo) train together; rank 0 logs, evaluates and exports."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cfg = tiny(tmp_path)
+    torchrun = Path(sys.executable).parent / "torchrun"
+    cmd = [str(torchrun), "--nproc_per_node", "2", "-m", "posediff_ros.train",
+           "--train_cache", cfg.train_cache, "--val_cache", cfg.val_cache, "--num_points", "64",
+           "--feat_dim", "64", "--emb_dim", "8", "--hidden", "64", "--batch_size", "8",
+           "--max_steps", "10", "--phase1_steps", "5", "--eval_every", "5", "--threads", "1",
+           "--out_dir", cfg.out_dir, "--progress", "false", "--export", str(tmp_path / "m.json")]
+    subprocess.run(cmd, check=True, timeout=120, capture_output=True)
+    log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert max(r["step"] for r in log) == 10
+    assert load_model(tmp_path / "m.json").cfg.training["steps"] == 10

@@ -39,15 +39,16 @@ TABLE_COLUMNS = ("IoU25", "IoU50", "IoU75", "5d2cm", "5d5cm", "10d2cm", "10d5cm"
 # --- evaluation on the test cache ---------------------------------------------------------
 
 
-def load_test(path: str, limit: int, num_points: int):
-    from .data.cache import load_cache
+def load_test(path: str, limit: int, num_points: int, shards: str = ""):
+    """The test objects (first `limit`; shards "a:b" picks held-out shards of a cache)."""
+    from .train import load_split
 
-    c = load_cache(path)
-    n = min(limit or len(c), len(c))
-    return {"points": torch.from_numpy(c.points[:n, :num_points].astype(np.float32)),
-            "class_ids": torch.from_numpy(c.class_ids[:n]), "rotations": c.rotations[:n],
-            "translations": c.translations[:n], "sizes": c.sizes[:n],
-            "handle_visible": c.handle_visible[:n], "seeds": c.meta.get("seed_range", [])}
+    c = load_split(path, limit, shards)
+    return {"points": c.points[:, :num_points].float(), "class_ids": c.class_ids,
+            "rotations": c.rotations.double().numpy(),
+            "translations": c.translations.double().numpy(), "sizes": c.sizes.double().numpy(),
+            "handle_visible": c.handle_visible.numpy(), "seeds": c.seeds,
+            "source": f"{path}" + (f" shards {shards}" if shards else "")}
 
 
 @torch.no_grad()
@@ -128,7 +129,7 @@ def cmd_evaluate(args) -> None:
     torch.set_num_threads(args.threads)
     model = load_model(args.model)
     sd = model.cfg.sampler
-    test = load_test(args.test, args.limit, model.cfg.num_points)
+    test = load_test(args.test, args.limit, model.cfg.num_points, args.test_shards)
     n = len(test["class_ids"])
     cond, cent, scale, size, reg = condition_all(model, test)
     rows = {}
@@ -155,7 +156,7 @@ def cmd_evaluate(args) -> None:
     rows[f"GenPose-style: 50 hypotheses x {args.baseline_steps} Heun steps, keep 60% near "
          f"the mean, average"] = {"table": table_of(test, rb, tb, size[:nb], nb),
                                   "ms": latency_ms(model, test, base, n=5), "objects": nb}
-    out = {"model": str(args.model), "test_cache": args.test, "test_seeds": test["seeds"],
+    out = {"model": str(args.model), "test_cache": test["source"], "test_seeds": test["seeds"],
            "objects": n, "iou": "correct (not legacy)", "rows": rows,
            "training": model.cfg.training.get("command"), "environment": environment()}
     save_json(out, RESULTS / "nocs_table.json")
@@ -202,7 +203,7 @@ def cmd_evaluate(args) -> None:
 def cmd_symmetric(args) -> None:
     torch.set_num_threads(args.threads)
     model = load_model(args.model)
-    test = load_test(args.test, 0, model.cfg.num_points)
+    test = load_test(args.test, 0, model.cfg.num_points, args.test_shards)
     cls, hv = test["class_ids"].numpy(), test["handle_visible"]
     picks = {"bottle": int(np.flatnonzero(cls == 1)[0]),
              "mug, handle hidden": int(np.flatnonzero((cls == 6) & ~hv)[0])}
@@ -509,6 +510,7 @@ def main(argv: list[str] | None = None) -> None:
     e = sub.add_parser("evaluate", help="NOCS table (a) and sampler ablation (c) on the test set")
     e.add_argument("--model", default="models/posediff_default.json")
     e.add_argument("--test", default="data/cache_test")
+    e.add_argument("--test_shards", default="", help='"a:b": only shards a..b-1 of --test')
     e.add_argument("--limit", type=int, default=0, help="first N test objects (0 = all)")
     e.add_argument("--baseline_objects", type=int, default=1000)
     e.add_argument("--baseline_steps", type=int, default=50)
@@ -517,6 +519,7 @@ def main(argv: list[str] | None = None) -> None:
     s = sub.add_parser("symmetric", help="(d) 50 samples of a bottle and a hidden-handle mug")
     s.add_argument("--model", default="models/posediff_default.json")
     s.add_argument("--test", default="data/cache_test")
+    s.add_argument("--test_shards", default="")
     s.add_argument("--steps", type=int, default=8)
     s.add_argument("--threads", type=int, default=2)
     c = sub.add_parser("collect-runs", help="(b) copy eval logs of training runs")

@@ -44,6 +44,7 @@ class TrainConfig:
     # data
     train_cache: str = "data/cache_train"
     val_cache: str = "data/cache_val"
+    val_shards: str = ""  # "a:b": validate on shards a..b-1 of val_cache (held-out seeds)
     max_train: int = 0  # use only the first N training objects (0 = all)
     num_points: int = 256  # 256 points + 512-d PointNet: ~2-3x the steps/minute of 512 + 1024
     oversample_asymmetric: float = 2.0  # draw camera, laptop, mug this many times as often
@@ -155,10 +156,18 @@ class Split:
         return len(self.class_ids)
 
 
-def load_split(path: str, limit: int = 0) -> Split:
-    from .data.cache import load_cache
+def load_split(path: str, limit: int = 0, shards: str = "") -> Split:
+    from .data.cache import TrainingCache, load_cache
 
-    c = load_cache(path)
+    if shards:
+        from .data.cache import FIELDS, shard_path
+
+        a, b = (int(v) for v in shards.split(":"))
+        parts = [np.load(shard_path(path, k)) for k in range(a, b)]
+        c = TrainingCache(**{f: np.concatenate([p[f] for p in parts]) for f in FIELDS},
+                          meta={"seed_range": [int(parts[0]["seed"]), int(parts[-1]["seed"])]})
+    else:
+        c = load_cache(path)
     n = limit or len(c)
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a[:n]))  # noqa: E731
     seeds = c.meta.get("seed_range", [])
@@ -351,7 +360,8 @@ def train(cfg: TrainConfig, command: str = "") -> dict:
     out.mkdir(parents=True, exist_ok=True)
 
     train_split = load_split(cfg.train_cache, cfg.max_train)
-    val_split = load_split(cfg.val_cache) if cfg.val_cache and cfg.eval_every > 0 else None
+    val_split = (load_split(cfg.val_cache, shards=cfg.val_shards)
+                 if cfg.val_cache and cfg.eval_every > 0 else None)
     model = PoseNet(model_config(cfg)).to(device)
     torch.manual_seed(cfg.seed + 1000 * rank)  # different batches per rank
     ema = {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -107,6 +107,6 @@ def test_bad_inputs_are_logged_and_survived(node_process, rclpy_context):
                      "mask has no objects",
                      "depth image has no valid pixels",
                      "object 7 skipped: no class for this mask id",
-                     "inputs not in sync"):
+                     "input messages dropped so far without a partner"):
         assert expected in out, f"missing log line {expected!r} in:\n{out}"
     assert "Traceback" not in out

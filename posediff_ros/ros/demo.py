@@ -86,8 +86,10 @@ def report(collector, window: tuple[int, int], started: str) -> bool:
     stamps = [s for s in collector.matched() if window[0] <= s <= window[1]]
     seconds = (window[1] - window[0]) / 1e9
     results = [s for s in collector.poses if window[0] <= s <= window[1]]
+    sent = [s for s in collector.truth if window[0] <= s <= window[1]]
     print(f"\nposediff demo ({started}): {len(results)} results in {seconds:.1f} s "
-          f"= {len(results) / seconds:.2f} frames/s")
+          f"= {len(results) / seconds:.2f} frames/s (camera sent {len(sent) / seconds:.2f} "
+          "frames/s, counted by its ground-truth messages)")
     lat = np.array([(collector.received_ns[s] - s) / 1e6 for s in results])
     if len(lat):
         print(f"latency (camera stamp -> result received): median {np.median(lat):.0f} ms, "

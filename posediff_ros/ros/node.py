@@ -242,9 +242,9 @@ class PoseNode(Node):
         dropped = self.sync.stats.dropped
         frame = self.sync.add(topic, convert.stamp_to_ns(msg.header.stamp), msg)
         if self.sync.stats.dropped > dropped:
-            self._warn("sync", f"inputs not in sync: {self.sync.stats.dropped} messages dropped "
-                       f"so far (stamps of {self.sync.topics} differ by more than slop "
-                       f"{self.p['slop']} s?)")
+            self._warn("sync", f"{self.sync.stats.dropped} input messages dropped so far "
+                       f"without a partner: one of {self.sync.topics} lost (best-effort "
+                       f"transport) or stamps further apart than slop {self.p['slop']} s")
         if frame is not None:
             self.slot.put(frame)
 

@@ -1,8 +1,8 @@
 """launch_testing: launch/pose.launch.py with its topics remapped (launch arguments) and a
-namespace, fed by the synthetic camera on other names; results must arrive on the remapped
-output topic, over real DDS. Skipped where the ROS 2 launch stack is not installed."""
+namespace, fed by the synthetic camera on other names. The launched node's Detection3DArray
+(on the remapped output topic), TF and markers must arrive over real DDS with the camera's
+stamps, frame and classes. Skipped where the ROS 2 launch stack is not installed."""
 
-import time
 import unittest
 from pathlib import Path
 
@@ -14,7 +14,6 @@ import launch_testing.actions  # noqa: E402
 import launch_testing.asserts  # noqa: E402
 import rclpy  # noqa: E402
 from launch_ros.actions import Node  # noqa: E402
-from vision_msgs.msg import Detection3DArray  # noqa: E402
 
 import launch  # noqa: E402
 from launch.actions import IncludeLaunchDescription  # noqa: E402
@@ -40,38 +39,54 @@ def generate_test_description():
 class TestRemappedTopics(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
+        from rclpy.executors import SingleThreadedExecutor
+
+        from posediff_ros.ros.collector import Collector
+
         cls.context = rclpy.Context()
         rclpy.init(context=cls.context)
-        cls.node = rclpy.create_node("remap_listener", context=cls.context)
+        # the collector listens where this launch put things
+        remaps = {"object_poses": REMAPS["object_poses"], "ground_truth": f"{CAM}/ground_truth",
+                  "markers": "/robot/markers", "debug/points": "/robot/debug/points"}
+        args = ["--ros-args"] + [a for k, v in remaps.items() for a in ("-r", f"{k}:={v}")]
+        cls.node = Collector(context=cls.context, cli_args=args, use_global_arguments=False)
+        cls.executor = SingleThreadedExecutor(context=cls.context)
+        cls.executor.add_node(cls.node)
 
     @classmethod
     def tearDownClass(cls):
+        cls.executor.shutdown()
         cls.node.destroy_node()
         rclpy.try_shutdown(context=cls.context)
 
-    def test_results_on_the_remapped_topic(self, proc_output):
-        got = []
-        self.node.create_subscription(Detection3DArray, REMAPS["object_poses"], got.append, 10)
-        from rclpy.executors import SingleThreadedExecutor
+    def test_launched_node_publishes_poses_tf_markers_on_remapped_topics(self, proc_output):
+        c = self.node
+        c.spin_until(self.executor, lambda: len(c.matched()) >= 2 and c.tf and c.markers, 60)
+        self.assertGreaterEqual(len(c.matched()), 2, "too few results on /perception/poses")
+        for stamp in c.matched():  # results carry the camera's stamps, frame and classes
+            est, gt = c.poses[stamp], c.truth[stamp]
+            self.assertEqual(est.header.frame_id, "camera_color_optical_frame")
+            gt_classes = {d.id: d.results[0].hypothesis.class_id for d in gt.detections}
+            self.assertTrue(est.detections)
+            for det in est.detections:
+                self.assertEqual(det.results[0].hypothesis.class_id, gt_classes[det.id])
+        tf_stamps = {t.header.stamp.sec * 10**9 + t.header.stamp.nanosec
+                     for m in c.tf for t in m.transforms}
+        self.assertTrue(tf_stamps & set(c.poses), "no TF with a result's stamp")
+        ours = [t for m in c.tf for t in m.transforms
+                if t.header.stamp.sec * 10**9 + t.header.stamp.nanosec in c.poses]
+        self.assertTrue(all(t.header.frame_id == "camera_color_optical_frame" for t in ours))
+        self.assertTrue(any(m.ns == "box" for a in c.markers for m in a.markers))
 
-        executor = SingleThreadedExecutor(context=self.context)
-        executor.add_node(self.node)
-        end = time.time() + 60
-        while time.time() < end and not any(m.detections for m in got):
-            executor.spin_once(timeout_sec=0.2)
-        self.assertTrue(any(m.detections for m in got), "no poses on /perception/poses")
-        self.assertEqual(got[-1].header.frame_id, "camera_color_optical_frame")
         # the node lives in the launch namespace; its default output name is unused
         def namespaces():
-            return [ns for name, ns in self.node.get_node_names_and_namespaces()
+            return [ns for name, ns in c.get_node_names_and_namespaces()
                     if name == "posediff_node"]
 
-        end = time.time() + 15
-        while time.time() < end and not namespaces():
-            executor.spin_once(timeout_sec=0.2)
+        c.spin_until(self.executor, lambda: bool(namespaces()), 15)
         self.assertEqual(namespaces(), ["/robot"])
-        self.assertEqual(self.node.count_publishers("/robot/object_poses"), 0)
-        self.assertEqual(self.node.count_publishers(REMAPS["object_poses"]), 1)
+        self.assertEqual(c.count_publishers("/robot/object_poses"), 0)
+        self.assertEqual(c.count_publishers(REMAPS["object_poses"]), 1)
         proc_output.assertWaitFor("ready: backend torch", timeout=10, stream="stderr")
 
 

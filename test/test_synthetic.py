@@ -214,3 +214,18 @@ def test_real275_layout_files(tmp_path):
     assert gt["gt_scales"].shape == (len(frame.instances), 3)
     np.testing.assert_allclose(np.linalg.norm(gt["gt_scales"], axis=1), 1.0)
     assert gt["gt_handle_visibility"].shape == (len(frame.instances),)
+
+
+def test_generate_cli_and_contact_sheet(tmp_path):
+    from posediff_ros.generate import main
+
+    main(["--out", str(tmp_path / "a"), "--scenes", "2", "--frames-per-scene", "1",
+          "--seed", "77", "--workers", "1", "--contact-sheet", str(tmp_path / "sheet.png")])
+    main(["--out", str(tmp_path / "b"), "--scenes", "1", "--frames-per-scene", "1",
+          "--seed", "77", "--workers", "1"])
+    for suffix in ("depth.png", "mask.png", "meta.txt"):
+        a = (tmp_path / "a" / "scene_1" / f"0000_{suffix}").read_bytes()
+        assert a == (tmp_path / "b" / "scene_1" / f"0000_{suffix}").read_bytes()
+    assert (tmp_path / "a" / "scene_2" / "0000_color.png").exists()
+    sheet = Image.open(tmp_path / "sheet.png")
+    assert sheet.size == (int(4 * 640 * 0.4), int(2 * 480 * 0.4))  # 2 rows, 4 tiles each

@@ -245,7 +245,7 @@ def cmd_collect_runs(args) -> None:
                               "command": state.get("command"),
                               "evals": [r for r in log if r["kind"] == "eval"],
                               "train": [r for r in log if r["kind"] == "train"][-1]}
-    save_json({"runs": runs}, RESULTS / args.name)
+    save_json({"runs": runs, "note": args.note}, RESULTS / args.name)
 
 
 def save_json(obj, path: Path) -> None:
@@ -373,7 +373,8 @@ def cmd_report(args) -> None:
         lines += ["", verdict(m_s, m_r), "", targets_text(m_s), ""]
     runs_path = RESULTS / "runs.json"
     if runs_path.exists():
-        runs = json.loads(runs_path.read_text())["runs"]
+        runs_file = json.loads(runs_path.read_text())
+        runs = runs_file["runs"]
         series, series_t = {}, {}
         for r in runs.values():
             ev = r["evals"]
@@ -392,7 +393,8 @@ def cmd_report(args) -> None:
         lines += ["Short runs at equal compute: both ran at the same time, one CPU thread each, "
                   "stopped by the same wall-clock limit, on a subset of the training cache; "
                   "validation on held-out shards. One seed each (the calibration notes seed "
-                  "spread is large), so small gaps are not significant.", "",
+                  "spread is large), so small gaps are not significant. "
+                  + runs_file.get("note", ""), "",
                   "![accuracy vs steps](images/joint_vs_scratch.png)", "",
                   "![accuracy vs time](images/joint_vs_scratch_time.png)", "",
                   "| run | command | steps | minutes | sample 10d5cm | sample 5d2cm | "
@@ -525,6 +527,7 @@ def main(argv: list[str] | None = None) -> None:
     c = sub.add_parser("collect-runs", help="(b) copy eval logs of training runs")
     c.add_argument("runs", nargs="+")
     c.add_argument("--name", default="runs.json")
+    c.add_argument("--note", default="", help="how the runs were set up (goes into the report)")
     r = sub.add_parser("report", help="docs/results/*.json -> docs/RESULTS.md + plots")
     r.add_argument("--out", default="docs/RESULTS.md")
     args = p.parse_args(argv)

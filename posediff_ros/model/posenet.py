@@ -35,6 +35,7 @@ class SamplerDefaults:
     solver: str = "euler"
     w_schedule: str = "exponential"
     w_max: float = 4.0
+    init: str = "noise"  # noise | regression
     t_start: float = 0.55  # GenPose starts the ODE here (sigma ~1.1)
     t_end: float = 1e-5
     t_start_regression: float = 0.25  # init=regression: start from the regression pose here

@@ -40,8 +40,10 @@ class TorchBackend:
         self.model = model.to(self.device).eval()
         self.num_points = model.cfg.num_points
         d = model.cfg.sampler
+        # no settings given: the sampler defaults stored with the model
         self.settings = settings or SamplerSettings(steps=d.steps, solver=d.solver,
-                                                    w_schedule=d.w_schedule, w_max=d.w_max)
+                                                    w_schedule=d.w_schedule, w_max=d.w_max,
+                                                    init=d.init)
         self.configure(self.settings)
 
     def configure(self, settings: SamplerSettings) -> None:

@@ -127,7 +127,9 @@ class SyntheticCamera(Node):
             "depth": convert.numpy_to_image(frame.depth, "16UC1"),
             "color": convert.numpy_to_image(frame.color, "rgb8"),
             "mask": convert.numpy_to_image(mask, "mono8"),
-            "mask_array": mask,
+            # built once per scene; only the headers change per tick
+            "detections": detections_2d(Header(), mask, frame.instances),
+            "ground_truth": ground_truth(Header(), frame.instances),
         }
 
     def _tick(self) -> None:
@@ -139,15 +141,16 @@ class SyntheticCamera(Node):
         self.index += 1
         frame, msgs = self.frames[i], self.prepared[i]
         header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.frame_id)
-        for name in ("depth", "color", "mask"):
+        for name in ("depth", "color", "mask", "detections", "ground_truth"):
             msgs[name].header = header
+        for det in msgs["detections"].detections + msgs["ground_truth"].detections:
+            det.header = header
         height, width = frame.depth.shape
         # ground truth and camera_info first: a subscriber has them when the result arrives
-        self.pubs["ground_truth"].publish(ground_truth(header, frame.instances))
+        self.pubs["ground_truth"].publish(msgs["ground_truth"])
         self.pubs["camera_info"].publish(camera_info(frame.K, width, height, header))
         self.pubs["color"].publish(msgs["color"])
-        self.pubs["detections"].publish(detections_2d(header, msgs["mask_array"],
-                                                      frame.instances))
+        self.pubs["detections"].publish(msgs["detections"])
         self.pubs["mask"].publish(msgs["mask"])
         self.pubs["depth"].publish(msgs["depth"])
         self.published += 1

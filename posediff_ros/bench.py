@@ -24,8 +24,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .runtime.base import SamplerSettings
-
 # fp32 (non-tensor-core) peaks, FLOP/s, for the achieved-fraction column on a GPU
 GPU_PEAK_FP32 = {"H100 SXM": 67e12, "H100 PCIe": 51e12, "H100": 67e12, "H200": 67e12,
                  "A100": 19.5e12, "L4": 30.3e12, "A10": 31.2e12, "RTX 4090": 82.6e12,
@@ -257,7 +255,7 @@ def machine_info(device: str) -> dict:
 
 
 def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
-    from .export import load_any
+    from .export import load_any, model_settings
     from .runtime import load_backend
 
     if cfg.threads:
@@ -286,7 +284,8 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
     flops = {"encoder": count_flops(lambda: model_cpu.regress(model_cpu.condition(pts1, cls1)[0]))}
     for k in cfg.steps:
         flops[f"sampler_{k}"] = count_flops(lambda k=k: model_cpu.sample_poses(
-            cond, torch.zeros(1, 1, 9), k, default.solver, default.w_schedule, default.w_max))
+            cond, torch.zeros(1, 1, 9), k, default.solver, default.w_schedule, default.w_max,
+            default.init))
     flops["baseline_sampler"] = count_flops(lambda: model_cpu.sample_poses(
         cond, torch.zeros(1, cfg.baseline_hypotheses, 9), cfg.baseline_steps, "euler", "none",
         1.0))
@@ -295,8 +294,7 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
     loaded = {}
     for name in cfg.backends:
         for k in cfg.steps:
-            s = SamplerSettings(steps=k, solver=default.solver, w_schedule=default.w_schedule,
-                                w_max=default.w_max, seed=cfg.seed)
+            s = model_settings(model, steps=k, seed=cfg.seed)
             reset_peak_rss()
             if on_gpu:
                 torch.cuda.reset_peak_memory_stats()
@@ -395,17 +393,16 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
 def run_accuracy(cfg: BenchConfig, model, base: GenPoseBaseline, progress: bool) -> dict:
     """Ours at every step count (torch backend; the other backends match it to < 1e-4) and the
     baseline, on the same held-out objects."""
+    from .export import model_settings
     from .runtime.torch_backend import TorchBackend
 
     test, src = load_test_set(cfg.test_cache, cfg.accuracy_objects, model.cfg.num_points)
-    d = model.cfg.sampler
     out = {"test_set": src, "ours": {}, "baseline": None}
     chunk = 24
     n = len(test["class_ids"])
     bar = _bar(len(cfg.steps) + 1, "accuracy", not progress)
     for k in cfg.steps:
-        be = TorchBackend(model, cfg.device, SamplerSettings(
-            steps=k, solver=d.solver, w_schedule=d.w_schedule, w_max=d.w_max, seed=cfg.seed))
+        be = TorchBackend(model, cfg.device, model_settings(model, steps=k, seed=cfg.seed))
         parts = [be.predict(test["points"][i:i + chunk], test["class_ids"][i:i + chunk])
                  for i in range(0, n, chunk)]
         out["ours"][str(k)] = accuracy(np.concatenate([p.rotation for p in parts]),

@@ -66,6 +66,14 @@ class GraphSettings:
                 f"-{self.init}")
 
 
+def model_settings(model: PoseNet, **overrides) -> SamplerSettings:
+    """The sampler defaults stored with a model (what the torch backend uses unless told)."""
+    d = model.cfg.sampler
+    base = dict(steps=d.steps, solver=d.solver, w_schedule=d.w_schedule, w_max=d.w_max,
+                init=getattr(d, "init", "noise"))
+    return SamplerSettings(**{**base, **overrides})
+
+
 # --- the graph ------------------------------------------------------------------------------
 
 

@@ -212,3 +212,16 @@ def test_tensorrt_engine_parity_and_cache(model_json, tmp_path):
     again = load_backend("tensorrt", model_json, device="cuda", settings=s, max_objects=8,
                          cache_dir=tmp_path)
     assert again.engine_path(s) == engine and engine.stat().st_mtime_ns == stamp  # reused
+
+
+def test_defaults_come_from_the_model_file(tmp_path):
+    torch.manual_seed(0)
+    model = PoseNet(PoseNetConfig())
+    model.cfg.sampler.steps, model.cfg.sampler.init = 3, "regression"
+    path = save_model(model, tmp_path / "r.json")
+    ref = load_backend("torch", path)
+    for name in ("onnxruntime", "torch-fused"):
+        be = load_backend(name, path)
+        assert (be.settings.steps, be.settings.init) == (3, "regression")
+        pts = clouds(2, be.num_points)
+        assert max_diff(be.predict(pts, CLASSES[:2]), ref.predict(pts, CLASSES[:2])) < 1e-4

@@ -40,9 +40,9 @@ class FusedTorchBackend:
         self.amp = AMP[amp]
         self.cuda_graphs = bool(cuda_graphs) and self.device.type == "cuda"
         self.buckets = tuple(buckets)
-        d = model.cfg.sampler
-        self.configure(settings or SamplerSettings(steps=d.steps, solver=d.solver,
-                                                   w_schedule=d.w_schedule, w_max=d.w_max))
+        from ..export import model_settings
+
+        self.configure(settings or model_settings(model))
 
     def configure(self, settings: SamplerSettings) -> None:
         from ..export import GraphSettings, InferenceGraph

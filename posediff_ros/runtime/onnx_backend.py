@@ -114,9 +114,9 @@ class OnnxBackend:
         trt_cache = (self.cache_dir or _default_dir()) / "ort-trt"
         self.providers = providers_for(self.device, provider, trt_cache)
         self._sessions: dict[tuple, list] = {}
-        d = model.cfg.sampler
-        self.configure(settings or SamplerSettings(steps=d.steps, solver=d.solver,
-                                                   w_schedule=d.w_schedule, w_max=d.w_max))
+        from ..export import model_settings
+
+        self.configure(settings or model_settings(model))
 
     @property
     def provider(self) -> str:

@@ -95,9 +95,9 @@ class TensorRTBackend:
         self.gpu = torch.cuda.get_device_name(self.device)
         self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self._engines: dict = {}
-        d = model.cfg.sampler
-        self.configure(settings or SamplerSettings(steps=d.steps, solver=d.solver,
-                                                   w_schedule=d.w_schedule, w_max=d.w_max))
+        from ..export import model_settings
+
+        self.configure(settings or model_settings(model))
 
     def engine_path(self, settings: SamplerSettings) -> Path:
         from ..export import GraphSettings

@@ -23,11 +23,25 @@ class Raster:
     face: np.ndarray  # (H, W) int64 index of the visible triangle, -1 where none
 
 
+_RAYS: dict[bytes, np.ndarray] = {}
+
+
 def pixel_rays(K: np.ndarray, width: int, height: int) -> np.ndarray:
-    """(H, W, 3) rays K^-1 [u, v, 1] (z component 1) through the pixel centres."""
-    u, v = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
-    Ki = np.linalg.inv(K)
-    return np.stack([u, v, np.ones_like(u)], -1) @ Ki.T
+    """(H, W, 3) rays K^-1 [u, v, 1] (z component 1) through the pixel centres (cached per
+    camera; treat as read-only)."""
+    key = np.asarray(K, dtype=np.float64).tobytes() + bytes(f"{width}x{height}", "ascii")
+    if key not in _RAYS:
+        u, v = np.meshgrid(np.arange(width, dtype=np.float64),
+                           np.arange(height, dtype=np.float64))
+        Ki = np.linalg.inv(K)
+        rays = (np.stack([u, v, np.ones_like(u)], -1).reshape(-1, 3) @ Ki.T)
+        rays = rays.reshape(height, width, 3)
+        rays[..., 2] = 1.0
+        rays.flags.writeable = False
+        if len(_RAYS) > 8:
+            _RAYS.clear()
+        _RAYS[key] = rays
+    return _RAYS[key]
 
 
 def rasterize(

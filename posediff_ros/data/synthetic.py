@@ -164,25 +164,27 @@ def sample_camera(
 
 def _table_depth(scene: Scene, cam: Camera, rays: np.ndarray):
     """Exact depth (inf = no hit), world hit points and a surface id (0 table, 1 floor)."""
-    n_c = cam.R_cw[:, 1]  # table normal (+y world) in the camera frame
-    o_c = cam.t_cw  # world origin in the camera frame
-    depth = np.full(rays.shape[:2], np.inf)
-    surface = np.full(rays.shape[:2], -1, dtype=np.int8)
-    hits = np.zeros(rays.shape)
+    H, W = rays.shape[:2]
+    rays_w = (rays.reshape(-1, 3) @ cam.R_cw).reshape(H, W, 3)  # ray directions, world frame
+    origin = -cam.R_cw.T @ cam.t_cw  # camera centre, world frame
+    depth = np.full((H, W), np.inf)
+    surface = np.full((H, W), -1, dtype=np.int8)
+    hits = np.zeros((H, W, 3))
+    dy = rays_w[..., 1]
+    down = dy < -1e-9  # only rays going down meet a plane below the camera
     for sid, height in ((0, 0.0), (1, -scene.floor_drop)):
-        p0 = o_c + height * n_c
-        denom = rays @ n_c
-        with np.errstate(divide="ignore", invalid="ignore"):
-            zt = (p0 @ n_c) / denom  # ray p = z * ray (ray z = 1) meets the plane at z = zt
-        pw = (zt[..., None] * rays - cam.t_cw) @ cam.R_cw  # world coordinates
-        ok = np.isfinite(zt) & (zt > 0.05)
+        zt = np.full((H, W), np.inf)
+        zt[down] = (height - origin[1]) / dy[down]  # p = origin + z * ray_w has y = height
+        px = origin[0] + zt * rays_w[..., 0]
+        pz = origin[2] + zt * rays_w[..., 2]
+        ok = down & (zt > 0.05)
         if sid == 0:
             hx, hz = scene.table_half_size
-            ok &= (np.abs(pw[..., 0]) < hx) & (np.abs(pw[..., 2]) < hz)
+            ok &= (np.abs(px) < hx) & (np.abs(pz) < hz)
         better = ok & (zt < depth)
         depth[better] = zt[better]
         surface[better] = sid
-        hits[better] = pw[better]
+        hits[better] = np.stack([px[better], np.full(int(better.sum()), height), pz[better]], -1)
     return depth, hits, surface
 
 

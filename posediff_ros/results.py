@@ -110,7 +110,8 @@ def genpose_baseline(model, cond, cent, scale, hypotheses=50, steps=50, seed=0, 
 def latency_ms(model, test, fn, n: int = 20) -> float:
     """Median wall time of encoder + `fn` for one object at a time (batch 1), milliseconds."""
     times = []
-    for i in range(n + 2):
+    for k in range(n + 2):  # the first two are warm-up
+        i = k % len(test["class_ids"])
         pts, cls = test["points"][i:i + 1], test["class_ids"][i:i + 1]
         t0 = time.perf_counter()
         cond, c, sc = model.condition(pts, cls)
@@ -174,6 +175,16 @@ def cmd_evaluate(args) -> None:
             ablation.append({"solver": "euler", "schedule": schedule, "steps": steps,
                              "w_max": sd.w_max, "table": table_of(test, r, t, size[:ns], ns),
                              "ms": latency_ms(model, test, fn, n=10)})
+    sigma_d = sd.tsr_sigma_d
+    for tsr_sd in (0.2, 0.5, 1.0):  # TSR's data spread decides when its scaling sets in
+        sd.tsr_sigma_d = tsr_sd
+        for steps in (4, 8):
+            r, t = sample_batched(model, cond[:ns], cent[:ns], scale[:ns], reg[:ns], 1, steps,
+                                  "euler", "tsr", sd.w_max)
+            ablation.append({"solver": "euler", "schedule": f"tsr sigma_d={tsr_sd:g}",
+                             "steps": steps, "w_max": sd.w_max,
+                             "table": table_of(test, r, t, size[:ns], ns)})
+    sd.tsr_sigma_d = sigma_d
     for solver in ("heun", "dpm2"):
         for steps in (2, 4):
             r, t = sample_batched(model, cond[:ns], cent[:ns], scale[:ns], reg[:ns], 1, steps,
@@ -194,6 +205,7 @@ def cmd_evaluate(args) -> None:
                      "w_max": sd.w_max, "init": "regression",
                      "table": table_of(test, r, t, size[:ns], ns)})
     save_json({"model": str(args.model), "objects": ns, "rows": ablation,
+               "tsr_sigma_d": sd.tsr_sigma_d,
                "environment": environment()}, RESULTS / "sampler_ablation.json")
 
 
@@ -464,6 +476,8 @@ def cmd_report(args) -> None:
         lines += ["## (c) Sampler ablation (one sample)", "",
                   f"{abl['objects']} test objects; ms = median latency per object (batch 1, "
                   "encoder included).", "",
+                  "TSR without a suffix uses the model's stored sigma_d "
+                  f"({abl.get('tsr_sigma_d', '?')}).", "",
                   "| solver | w schedule | w_max | steps | init | 10d5cm | 5d2cm | 10d2cm | "
                   "IoU50 | ms/object |", "|---|---|---|---|---|---|---|---|---|---|"]
         for r in abl["rows"]:

@@ -25,6 +25,9 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("seed", default_value="0"),
         DeclareLaunchArgument("publish_overlay", default_value="true"),
         DeclareLaunchArgument("rviz", default_value="false"),
+        DeclareLaunchArgument(
+            "dds_profile", default_value=PathJoinSubstitution([share, "config", "fastdds_shm.xml"]),
+            description="Fast DDS profile of the publishers (large shared-memory segment)"),
     ]
     camera = Node(
         package="posediff_ros", executable="synthetic_camera", name="synthetic_camera",
@@ -35,10 +38,12 @@ def generate_launch_description() -> LaunchDescription:
             "ring_size": LaunchConfiguration("ring_size"),
             "seed": LaunchConfiguration("seed"),
         }],
+        additional_env={"FASTDDS_DEFAULT_PROFILES_FILE": LaunchConfiguration("dds_profile")},
     )
     pose = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(PathJoinSubstitution([share, "launch", "pose.launch.py"])),
         launch_arguments={name: LaunchConfiguration(name) for name in (
-            "model", "backend", "device", "namespace", "publish_overlay", "rviz")}.items(),
+            "model", "backend", "device", "namespace", "publish_overlay", "rviz",
+            "dds_profile")}.items(),
     )
     return LaunchDescription(args + [camera, pose])

@@ -31,6 +31,9 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("publish_overlay", default_value="false"),
         DeclareLaunchArgument("log_level", default_value="info"),
         DeclareLaunchArgument("rviz", default_value="false", description="also start RViz"),
+        DeclareLaunchArgument(
+            "dds_profile", default_value=PathJoinSubstitution([share, "config", "fastdds_shm.xml"]),
+            description="Fast DDS profile of the node (large shared-memory segment for images)"),
     ] + [DeclareLaunchArgument(t, default_value=t, description=f"remap of '{t}'")
          for t in TOPICS]
     node = Node(
@@ -46,6 +49,7 @@ def generate_launch_description() -> LaunchDescription:
         }],
         remappings=[(t, LaunchConfiguration(t)) for t in TOPICS],
         arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")],
+        additional_env={"FASTDDS_DEFAULT_PROFILES_FILE": LaunchConfiguration("dds_profile")},
     )
     rviz = Node(
         package="rviz2", executable="rviz2", name="rviz2", output="screen",

@@ -29,7 +29,9 @@ REMAPS = {"depth": f"{CAM}/depth", "mask": f"{CAM}/mask", "camera_info": f"{CAM}
 @pytest.mark.launch
 def generate_test_description():
     camera = Node(package="posediff_ros", executable="synthetic_camera", namespace=CAM,
-                  output="screen", parameters=[{"rate": 4.0, "num_objects": 2, "ring_size": 1}])
+                  output="screen", parameters=[{"rate": 4.0, "num_objects": 2, "ring_size": 1}],
+                  additional_env={"FASTDDS_DEFAULT_PROFILES_FILE":
+                                  str(REPO / "config" / "fastdds_shm.xml")})
     pose = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(str(REPO / "launch" / "pose.launch.py")),
         launch_arguments=dict(model="random", namespace="robot", **REMAPS).items())

@@ -24,7 +24,8 @@ def start(module: str, *params: str, namespace: str = "") -> subprocess.Popen:
         args += ["-r", f"__ns:=/{namespace}"]
     for p in params:
         args += ["-p", p]
-    env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0",
+               FASTDDS_DEFAULT_PROFILES_FILE=str(REPO / "config" / "fastdds_shm.xml"))
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=env)
 

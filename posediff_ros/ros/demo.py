@@ -146,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     # own DDS domain, this machine only, unless the caller chose one
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(100, 199)))
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    # camera-sized messages need a larger Fast DDS shared-memory segment (config/fastdds_shm.xml)
+    os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(share_file("config",
+                                                                          "fastdds_shm.xml")))
     from posediff_ros.runtime import DEFAULT_MODEL
 
     model = args.model

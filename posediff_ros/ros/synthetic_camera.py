@@ -146,13 +146,15 @@ class SyntheticCamera(Node):
         for det in msgs["detections"].detections + msgs["ground_truth"].detections:
             det.header = header
         height, width = frame.depth.shape
-        # ground truth and camera_info first: a subscriber has them when the result arrives
-        self.pubs["ground_truth"].publish(msgs["ground_truth"])
+        # what the pose node needs first, the large optional colour image last: a burst
+        # larger than the transport's buffers (e.g. Fast DDS' 512 KB shared-memory segment)
+        # loses its tail on a loaded machine
         self.pubs["camera_info"].publish(camera_info(frame.K, width, height, header))
-        self.pubs["color"].publish(msgs["color"])
         self.pubs["detections"].publish(msgs["detections"])
         self.pubs["mask"].publish(msgs["mask"])
         self.pubs["depth"].publish(msgs["depth"])
+        self.pubs["ground_truth"].publish(msgs["ground_truth"])
+        self.pubs["color"].publish(msgs["color"])
         self.published += 1
 
 

@@ -45,14 +45,14 @@ class Pipeline:
     """Camera + node processes and an in-process collector."""
 
     def __init__(self, model: str, num_objects: int = 3, namespace: str = "e2e",
-                 node_params: tuple[str, ...] = ()):
+                 node_params: tuple[str, ...] = (), rate: float = 4.0):
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
 
         from posediff_ros.ros.collector import Collector
 
         self.namespace = namespace
-        self.camera = start("posediff_ros.ros.synthetic_camera", "rate:=4.0",
+        self.camera = start("posediff_ros.ros.synthetic_camera", f"rate:={rate}",
                             f"num_objects:={num_objects}", "ring_size:=2",
                             f"frame_id:={CAMERA_FRAME}", namespace=namespace)
         self.node = start("posediff_ros.ros.node", f"model_path:={model}", "publish_debug:=true",
@@ -216,6 +216,26 @@ def test_corrupt_model_is_a_clear_error_at_start(tmp_path):
     finally:
         out = stop(proc)
     assert proc.returncode == 1 and "cannot start" in out, out
+
+
+def test_slow_inference_skips_frames_instead_of_queueing():
+    # many samples and steps: inference far slower than the 15 Hz camera
+    pipe = Pipeline("random", num_objects=4, namespace="overload", rate=15.0,
+                    node_params=("num_samples:=16", "steps:=60", "log_period:=2.0"))
+    try:
+        assert pipe.wait_frames(1, timeout=60)
+        start = len(pipe.collector.truth)
+        results_before = len(pipe.collector.poses)
+        pipe.collector.spin_until(pipe.executor, lambda: False, 6.0)
+        frames = len(pipe.collector.truth) - start
+        results = len(pipe.collector.poses) - results_before
+        lat = pipe.collector.latencies_ms()
+    finally:
+        logs = pipe.close()
+    assert results < 0.6 * frames, (results, frames)  # frames were skipped ...
+    # ... and the latency of the last results is one inference, not a growing backlog
+    assert np.all(lat[-3:] < 3 * np.median(lat[:3]) + 500), lat
+    assert "frames skipped while busy" in logs
 
 
 @pytest.mark.slow

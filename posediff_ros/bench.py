@@ -45,7 +45,7 @@ class BenchConfig:
     baseline_repeats: int = 5
     test_cache: str | None = None
     accuracy_objects: int = 600
-    threads: int | None = None
+    threads: int | None = 1  # intra-op threads (torch and onnxruntime); the node's default
     seed: int = 0
     quick: bool = False
     cuda_graphs: bool = False
@@ -552,7 +552,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="held-out cache dir (default: data/cache_test if present, else "
                          "objects generated from the test seed range)")
     ap.add_argument("--accuracy-objects", type=int)
-    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="intra-op threads for torch and onnxruntime (default 1, as the node; "
+                         "0 = the libraries' defaults)")
     ap.add_argument("--cuda-graphs", action="store_true")
     ap.add_argument("--amp", choices=["fp16", "bf16"])
     ap.add_argument("--quick", action="store_true", help="seconds; for the test suite")
@@ -560,7 +562,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--markdown", default=None, help="write the Markdown report here")
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
-    kw: dict = {"model": a.model, "device": a.device, "threads": a.threads,
+    kw: dict = {"model": a.model, "device": a.device, "threads": a.threads or None,
                 "cuda_graphs": a.cuda_graphs, "amp": a.amp}
     if a.backends:
         kw["backends"] = a.backends.split(",")

@@ -151,3 +151,20 @@ def test_cli_exports_a_saved_model(model, tmp_path, capsys):
     # the default location: models/onnx/ beside the model, named by weights + settings
     main(["--model", str(model_json)])
     assert len(list((tmp_path / "onnx").glob("m.euler*.onnx"))) == 1
+
+
+def test_pointnet2_encoder_exports_too(tmp_path):
+    """The other encoder choice (k-NN grouping: cdist + topk + gather) exports with the same
+    dynamic object count and parity."""
+    torch.manual_seed(0)
+    model = PoseNet(PoseNetConfig(encoder="pointnet2")).eval()
+    meta = export_onnx(model, GraphSettings(steps=2), tmp_path / "p2.onnx")
+    assert meta["parity_max_abs_err"] < 1e-4 and meta["encoder"] == "pointnet2"
+    graph = InferenceGraph(model, GraphSettings(steps=2)).eval()
+    points, class_ids, noise = example_inputs(model.cfg.num_points, 1, 7, seed=7)
+    got = run_onnx(tmp_path / "p2.onnx", {"points": points.numpy(),
+                                          "class_ids": class_ids.numpy(),
+                                          "noise": noise.numpy()})
+    with torch.no_grad():
+        want = graph(points, class_ids, noise)
+    assert max(float(np.abs(w.numpy() - g).max()) for w, g in zip(want, got, strict=True)) < 1e-4

@@ -380,14 +380,46 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
     bar.close()
 
     acc = run_accuracy(cfg, model, base, progress)
+    configure = measure_configure(model.cpu(), default.steps, cfg.threads)
     info["load_avg_end"] = os.getloadavg()
     result = {"config": asdict(cfg), "machine": info, "backends_loaded": loaded,
               "flops_per_object": flops, "rows": rows, "accuracy": acc,
-              "ratios": ratios(rows, cfg), "seconds": round(time.time() - started, 1),
+              "ratios": ratios(rows, cfg), "configure_ms": configure,
+              "seconds": round(time.time() - started, 1),
               "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
     result["default_steps"] = default.steps
     result["targets"] = targets(result, default.steps)
     return result
+
+
+def measure_configure(model, steps: int, threads: int | None) -> dict:
+    """What a run-time change of sampler settings costs the onnxruntime backend (the graph
+    bakes them): first time (export + parity check + session), from the on-disk cache
+    (session only), and back to a setting already loaded (a dict lookup)."""
+    import tempfile
+
+    from .export import model_settings
+    from .runtime.onnx_backend import OnnxBackend
+
+    new = model_settings(model, steps=steps + 3)
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        a = OnnxBackend(model, None, settings=model_settings(model, steps=steps),
+                        threads=threads, cache_dir=tmp)
+        t0 = time.perf_counter()
+        a.configure(new)
+        out["export_and_load_ms"] = (time.perf_counter() - t0) * 1e3
+        path = a.graph_paths(new)[0]
+        out["onnx_mb"] = round(path.stat().st_size / 1e6, 2)
+        b = OnnxBackend(model, None, settings=model_settings(model, steps=steps),
+                        threads=threads, cache_dir=tmp)
+        t0 = time.perf_counter()
+        b.configure(new)
+        out["load_cached_ms"] = (time.perf_counter() - t0) * 1e3
+        t0 = time.perf_counter()
+        b.configure(model_settings(model, steps=steps))
+        out["switch_loaded_ms"] = (time.perf_counter() - t0) * 1e3
+    return out
 
 
 def run_accuracy(cfg: BenchConfig, model, base: GenPoseBaseline, progress: bool) -> dict:
@@ -523,6 +555,11 @@ def markdown(res: dict) -> str:
                       f"sampler {k.split('_')[1]} steps {v / 1e6:.2f} M" for k, v in fl.items()
                       if k.startswith("sampler_"))
               + f"; baseline sampler {fl['baseline_sampler'] / 1e6:.0f} M.", ""]
+    c = res["configure_ms"]
+    lines += [f"Changing sampler settings at run time, onnxruntime backend (graph {c['onnx_mb']} "
+              f"MB): first time (export + parity check + load) {c['export_and_load_ms']:.0f} ms;"
+              f" from the cache {c['load_cached_ms']:.0f} ms; back to a loaded setting "
+              f"{c['switch_loaded_ms']:.2f} ms.", ""]
     t = res["targets"]
     lines.append(f"Targets (torch backend, {t['steps']} steps): " + "; ".join(
         f"{k} = {v}" for k, v in t.items() if k != "steps"))

@@ -133,3 +133,17 @@ def test_object_names_count_per_class():
 
     objs = [SimpleNamespace(instance_id=i, class_id=c) for i, c in [(5, 6), (2, 6), (3, 1)]]
     assert object_names(objs, "cam/") == ["cam/mug_1", "cam/mug_0", "cam/bottle_0"]
+
+
+def test_cropped_extraction_equals_the_full_image_one(scene):
+    from posediff_ros.data.points import frame_objects
+
+    frame, depth, mask, classes = scene
+    backend = load_backend("torch", "random")
+    cropped, _ = Pipeline(backend, PipelineConfig(seed=7, min_points=30)).extract(
+        depth, mask, frame.K, classes)
+    full = frame_objects(depth, mask, frame.K, [i for i, _, _ in cropped], backend.num_points,
+                         np.random.default_rng(7), depth_range=PipelineConfig().depth_range,
+                         min_points=30)
+    assert [i for i, _, _ in cropped] == list(full.ids)
+    np.testing.assert_allclose(np.stack([p for _, _, p in cropped]), full.points, atol=1e-6)

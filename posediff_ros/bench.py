@@ -555,11 +555,13 @@ def markdown(res: dict) -> str:
                       f"sampler {k.split('_')[1]} steps {v / 1e6:.2f} M" for k, v in fl.items()
                       if k.startswith("sampler_"))
               + f"; baseline sampler {fl['baseline_sampler'] / 1e6:.0f} M.", ""]
-    c = res["configure_ms"]
-    lines += [f"Changing sampler settings at run time, onnxruntime backend (graph {c['onnx_mb']} "
-              f"MB): first time (export + parity check + load) {c['export_and_load_ms']:.0f} ms;"
-              f" from the cache {c['load_cached_ms']:.0f} ms; back to a loaded setting "
-              f"{c['switch_loaded_ms']:.2f} ms.", ""]
+    c = res.get("configure_ms")
+    if c:
+        lines += [f"Changing sampler settings at run time, onnxruntime backend (graph "
+                  f"{c['onnx_mb']} MB): first time (export + parity check + load) "
+                  f"{c['export_and_load_ms']:.0f} ms;"
+                  f" from the cache {c['load_cached_ms']:.0f} ms; back to a loaded setting "
+                  f"{c['switch_loaded_ms']:.2f} ms.", ""]
     t = res["targets"]
     lines.append(f"Targets (torch backend, {t['steps']} steps): " + "; ".join(
         f"{k} = {v}" for k, v in t.items() if k != "steps"))

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .model.posenet import PoseNet, load_model, pose_to_camera, read_config
+from .model.posenet import PoseNet, load_model, pose_to_camera
 from .model.rotation import rot6d_to_matrix
 from .model.sampler import get_sigmas, get_solver, get_w
 from .runtime.base import SamplerSettings
@@ -348,14 +348,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--split", action="store_true",
                     help="also write the encoder and sampler stages as separate graphs")
     a = ap.parse_args(argv)
-    model = load_any(a.model)
+    from .model.posenet import ModelFileError
+
+    try:
+        model = load_any(a.model)
+    except ModelFileError as e:
+        ap.error(str(e))  # exits 2 with the reason, no traceback
     d = model.cfg.sampler
     settings = GraphSettings(a.steps or d.steps, a.solver or d.solver,
                              a.w_schedule or d.w_schedule,
                              float(a.w_max if a.w_max is not None else d.w_max),
                              a.num_samples, a.init)
-    if str(a.model) != "random":
-        read_config(a.model)  # fail early with a readable message
     parts = PARTS if a.split else ("full",)
     for part in parts:
         if a.out:

@@ -168,3 +168,9 @@ def test_pointnet2_encoder_exports_too(tmp_path):
     with torch.no_grad():
         want = graph(points, class_ids, noise)
     assert max(float(np.abs(w.numpy() - g).max()) for w, g in zip(want, got, strict=True)) < 1e-4
+
+
+def test_cli_names_a_missing_model(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--model", str(tmp_path / "absent.json")])
+    assert e.value.code == 2 and "does not exist" in capsys.readouterr().err

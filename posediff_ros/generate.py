@@ -125,7 +125,7 @@ def contact_sheet(root: str, out_png: str, max_frames: int = 4, K: np.ndarray | 
     sheet = Image.fromarray(np.concatenate(rows, 0))
     sheet = sheet.resize((int(sheet.width * scale), int(sheet.height * scale)), Image.LANCZOS)
     os.makedirs(os.path.dirname(out_png) or ".", exist_ok=True)
-    sheet.save(out_png, optimize=True)
+    sheet.save(out_png)
 
 
 def main(argv: list[str] | None = None) -> None:

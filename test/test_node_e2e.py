@@ -175,7 +175,7 @@ def test_parameters_have_descriptions(running):
     w_max, model_path, steps = result.descriptors
     assert "score-scaling" in w_max.description and not w_max.read_only
     assert model_path.read_only and not steps.read_only
-    assert steps.integer_range[0].from_value == 1
+    assert steps.integer_range[0].from_value == 0  # 0 = the model's
 
 
 def test_sampler_parameters_change_at_run_time_others_are_read_only(running):
@@ -221,7 +221,7 @@ def test_corrupt_model_is_a_clear_error_at_start(tmp_path):
 def test_slow_inference_skips_frames_instead_of_queueing():
     # many samples and steps: inference far slower than the 15 Hz camera
     pipe = Pipeline("random", num_objects=4, namespace="overload", rate=15.0,
-                    node_params=("num_samples:=16", "steps:=60", "log_period:=2.0"))
+                    node_params=("num_samples:=32", "steps:=200", "log_period:=2.0"))
     try:
         assert pipe.wait_frames(1, timeout=60)
         start = len(pipe.collector.truth)

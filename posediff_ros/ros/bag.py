@@ -16,7 +16,7 @@ import csv
 import importlib
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -124,10 +124,12 @@ def run(args: argparse.Namespace) -> dict:
     from posediff_ros.ros import messages
     from posediff_ros.runtime import DEFAULT_MODEL, load_backend
 
-    settings = SamplerSettings(steps=args.steps, solver=args.solver, w_schedule=args.w_schedule,
-                               w_max=args.w_max, num_samples=args.num_samples)
-    backend = load_backend(args.backend, args.model or DEFAULT_MODEL, device=args.device,
-                           settings=settings)
+    backend = load_backend(args.backend, args.model or DEFAULT_MODEL, device=args.device)
+    # the sampler settings stored with the model, with the options given on top
+    base = getattr(backend, "settings", SamplerSettings())
+    backend.configure(replace(base, num_samples=args.num_samples, **{
+        k: v for k, v in dict(steps=args.steps, solver=args.solver, w_schedule=args.w_schedule,
+                              w_max=args.w_max).items() if v is not None}))
     pipeline = Pipeline(backend, PipelineConfig(min_points=args.min_points,
                                                 depth_range=(args.depth_min, args.depth_max)))
     class_map = parse_class_map(args.class_map)
@@ -205,10 +207,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="", help="model JSON or 'random' (default: bundled)")
     p.add_argument("--backend", default="torch")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--steps", type=int, default=4)
-    p.add_argument("--solver", default="euler")
-    p.add_argument("--w-schedule", default="exponential")
-    p.add_argument("--w-max", type=float, default=4.0)
+    p.add_argument("--steps", type=int, default=None, help="default: the model's")
+    p.add_argument("--solver", default=None, help="default: the model's")
+    p.add_argument("--w-schedule", default=None, help="default: the model's")
+    p.add_argument("--w-max", type=float, default=None, help="default: the model's")
     p.add_argument("--num-samples", type=int, default=1)
     p.add_argument("--min-points", type=int, default=50)
     p.add_argument("--depth-min", type=float, default=0.1)

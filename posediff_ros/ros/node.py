@@ -13,6 +13,7 @@ are taken as the latest / nearest. Only the newest complete frame is processed: 
 thread takes it from a one-slot buffer, so nothing queues when inference is slow.
 """
 
+import copy
 import sys
 import threading
 import time
@@ -75,14 +76,18 @@ PARAMETERS = {
     "threads": (1, _describe("torch intra-op CPU threads; 0 = torch's default (all cores). "
                              "1 is fastest on a busy CPU: small batches gain little from more, "
                              "and oversubscribed threads cost 10-50x", int_range=(0, 256))),
-    "steps": (4, _describe("sampler steps (PF-ODE)", False, int_range=(1, 1000))),
-    "solver": ("euler", _describe("ODE solver: euler | heun | dpm2", False)),
-    "w_schedule": ("exponential", _describe(
-        "score-scaling schedule w_t: exponential | linear | constant | none", False)),
-    "w_max": (4.0, _describe("final score-scaling factor", False, float_range=(0.0, 100.0))),
+    # sampler: 0 / "" / negative = the value stored with the model (what it was tuned with)
+    "steps": (0, _describe("sampler steps (PF-ODE); 0 = the model's", False,
+                           int_range=(0, 1000))),
+    "solver": ("", _describe("ODE solver: euler | heun | dpm2; empty = the model's", False)),
+    "w_schedule": ("", _describe(
+        "score-scaling schedule w_t: exponential | linear | constant | none | tsr; "
+        "empty = the model's", False)),
+    "w_max": (-1.0, _describe("final score-scaling factor; < 0 = the model's", False,
+                              float_range=(-1.0, 100.0))),
     "num_samples": (1, _describe("pose samples per object; >1 gives a covariance", False,
                                  int_range=(1, 256))),
-    "init": ("noise", _describe("ODE start: noise | regression", False)),
+    "init": ("", _describe("ODE start: noise | regression; empty = the model's", False)),
     "seed": (0, _describe("sampler noise seed; -1 = random each call", False,
                           int_range=(-1, 2**31 - 1))),
     "num_points": (0, _describe("points per object; 0 = what the model was trained with",
@@ -187,9 +192,14 @@ class PoseNode(Node):
             raise ValueError("class_source=color_mask needs class_colors, e.g. ['mug:#ff0000']")
 
     def _sampler_settings(self, p: dict) -> SamplerSettings:
-        return SamplerSettings(steps=p["steps"], solver=p["solver"], w_schedule=p["w_schedule"],
-                               w_max=p["w_max"], num_samples=p["num_samples"], init=p["init"],
-                               seed=None if p["seed"] < 0 else p["seed"])
+        """The model's own sampler settings with the parameters that are set on top."""
+        base = self.model_sampler
+        return SamplerSettings(
+            steps=p["steps"] or base.steps, solver=p["solver"] or base.solver,
+            w_schedule=p["w_schedule"] or base.w_schedule,
+            w_max=p["w_max"] if p["w_max"] >= 0 else base.w_max,
+            num_samples=p["num_samples"], init=p["init"] or base.init,
+            seed=None if p["seed"] < 0 else p["seed"])
 
     def _load_pipeline(self, p: dict) -> Pipeline:
         from posediff_ros.runtime import DEFAULT_MODEL, load_backend
@@ -199,14 +209,16 @@ class PoseNode(Node):
 
             torch.set_num_threads(p["threads"])
         path = p["model_path"] or str(DEFAULT_MODEL)
-        backend = load_backend(p["backend"], path, device=p["device"],
-                               settings=self._sampler_settings(p))
+        backend = load_backend(p["backend"], path, device=p["device"])
+        # backends start with the sampler settings stored with the model
+        self.model_sampler = copy.copy(getattr(backend, "settings", SamplerSettings()))
+        backend.configure(self._sampler_settings(p))
         if p["num_points"] and p["num_points"] != backend.num_points:
             raise ValueError(f"num_points {p['num_points']} != the model's {backend.num_points}"
                              " (set 0 to use the model's)")
         config = PipelineConfig(min_points=p["min_points"],
                                 depth_range=(p["depth_min"], p["depth_max"]))
-        self.get_logger().info(f"model {path} loaded")
+        self.get_logger().info(f"model {path} loaded; sampler {self._sampler_settings(p)}")
         return Pipeline(backend, config)
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:

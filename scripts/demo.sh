@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The demo in one command: set up (idempotent, see scripts/setup.sh), then run posediff-demo:
-# synthetic camera -> posediff_node -> a listener over real DDS for ~10 s; prints per-object
+# synthetic camera -> posediff_node -> a listener over real DDS for ~8 s; prints per-object
 # errors against the ground truth, the achieved rate and latency; writes out/demo_overlay.png.
 #   bash scripts/demo.sh [--duration S] [--num-objects N] [--model PATH|random] [--no-launch]
 set -euo pipefail

@@ -132,7 +132,7 @@ def save_overlay(collector, path: Path) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="posediff-demo", description=__doc__.split("\n\n")[0])
-    p.add_argument("--duration", type=float, default=10.0, help="seconds of measurement")
+    p.add_argument("--duration", type=float, default=8.0, help="seconds of measurement")
     p.add_argument("--rate", type=float, default=5.0, help="camera frames per second")
     p.add_argument("--num-objects", type=int, default=3, help="objects per scene (0 = 2-6)")
     p.add_argument("--seed", type=int, default=0)

@@ -453,7 +453,8 @@ def cmd_report(args) -> None:
                   "column is meaningless there.)", ""]
     main_path = RESULTS / "main_run.json"
     if main_path.exists():
-        runs = json.loads(main_path.read_text())["runs"]
+        main_file = json.loads(main_path.read_text())
+        runs = main_file["runs"]
         for name, r in runs.items():
             ev = r["evals"]
             line_plot(IMAGES / "training_curve.png",
@@ -468,8 +469,10 @@ def cmd_report(args) -> None:
                       f"{r['config']['phase1_steps']}")
             lines += ["## Training of the bundled model", "",
                       f"`{r['command']}`: {ev[-1]['step'] if ev else '?'} steps in "
-                      f"{(ev[-1]['elapsed_s'] / 60) if ev else 0:.0f} min; validation curve:",
-                      "", "![training curve](images/training_curve.png)", ""]
+                      f"{(ev[-1]['elapsed_s'] / 60) if ev else 0:.0f} min; validation curve "
+                      "(600 objects of data/cache_val; one 4-step Euler sample, exponential "
+                      "w_t, w_max 4). " + main_file.get("note", ""), "",
+                      "![training curve](images/training_curve.png)", ""]
     abl_path = RESULTS / "sampler_ablation.json"
     if abl_path.exists():
         abl = json.loads(abl_path.read_text())
@@ -581,19 +584,19 @@ def main(argv: list[str] | None = None) -> None:
     e.add_argument("--baseline_objects", type=int, default=1000)
     e.add_argument("--baseline_steps", type=int, default=50)
     e.add_argument("--ablation_objects", type=int, default=3000)
-    e.add_argument("--threads", type=int, default=2)
+    e.add_argument("--threads", type=int, default=1)
     s = sub.add_parser("symmetric", help="(d) 50 samples of a bottle and a hidden-handle mug")
     s.add_argument("--model", default="models/posediff_default.json")
     s.add_argument("--test", default="data/cache_test")
     s.add_argument("--test_shards", default="")
     s.add_argument("--steps", type=int, default=8)
-    s.add_argument("--threads", type=int, default=2)
+    s.add_argument("--threads", type=int, default=1)
     t = sub.add_parser("tune", help="choose the stored sampler defaults on validation data")
     t.add_argument("--model", default="models/posediff_default.json")
     t.add_argument("--val", default="data/cache_val")
     t.add_argument("--val_shards", default="")
     t.add_argument("--limit", type=int, default=0)
-    t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--threads", type=int, default=1)
     c = sub.add_parser("collect-runs", help="(b) copy eval logs of training runs")
     c.add_argument("runs", nargs="+")
     c.add_argument("--name", default="runs.json")

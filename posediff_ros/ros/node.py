@@ -44,6 +44,7 @@ from posediff_ros.pipeline import (
     object_names,
 )
 from posediff_ros.ros import convert, messages
+from posediff_ros.ros.diagnostics import DiagnosticsPublisher, Health
 from posediff_ros.ros.overlay import draw_overlay
 from posediff_ros.ros.params import parse_class, parse_class_map, parse_palette
 from posediff_ros.runtime.base import SamplerSettings
@@ -133,6 +134,7 @@ class PoseNode(Node):
             self.declare_parameter(name, default, descriptor)
         p = self.p = {name: self.get_parameter(name).value for name in PARAMETERS}
         self._last_log: dict[str, float] = {}
+        self.health = Health()  # fed by the callbacks, published on /diagnostics
         self._validate_static(p)
         self.pipeline = self._load_pipeline(p)
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -173,6 +175,7 @@ class PoseNode(Node):
 
         self.worker = threading.Thread(target=self._work, name="posediff_worker", daemon=True)
         self.worker.start()
+        self.diagnostics = DiagnosticsPublisher(self, self.health)
         self.get_logger().info(
             f"ready: backend {self.pipeline.backend.name}, {self.pipeline.backend.num_points} "
             f"points/object, classes from {p['class_source']}, sync {topics} slop {p['slop']}s")
@@ -240,17 +243,20 @@ class PoseNode(Node):
     def _warn(self, key: str, text: str, period: float = 5.0) -> None:
         """One log line per kind of problem per `period` seconds."""
         now = time.monotonic()
+        self.health.problem(text, now)
         if now - self._last_log.get(key, -1e9) >= period:
             self._last_log[key] = now
             self.get_logger().warning(text)
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
+        self.health.input("camera_info")
         self.camera_info = msg
 
     def _on_color(self, msg: Image) -> None:
         self.colors = (self.colors + [msg])[-5:]
 
     def _on_sync(self, topic: str, msg) -> None:
+        self.health.input(topic)
         dropped = self.sync.stats.dropped
         frame = self.sync.add(topic, convert.stamp_to_ns(msg.header.stamp), msg)
         if self.sync.stats.dropped > dropped:
@@ -263,7 +269,7 @@ class PoseNode(Node):
     # --- worker ---------------------------------------------------------------------------
 
     def _work(self) -> None:
-        while rclpy.ok(context=self.context):
+        while rclpy.ok(context=self.context) and not self.slot.closed:
             frame = self.slot.take(timeout=0.5)
             if frame is None:
                 continue
@@ -320,6 +326,7 @@ class PoseNode(Node):
             self._warn("empty", f"mask has no objects (all pixels = background "
                        f"{background})", period=30.0)
         result = self.pipeline.process(depth, mask, K, classes, background)
+        self.health.inference(result.timings_ms.get("inference", 0.0))
         for inst, why in result.skipped:
             self._warn(f"object:{why[:20]}", f"object {inst} skipped: {why}")
         self._publish(frame, depth_msg, K, result)
@@ -366,7 +373,9 @@ class PoseNode(Node):
         s = self.stats
         s.frames += 1
         s.objects += num_objects
-        s.latency_ms_sum += (self.get_clock().now().nanoseconds - stamp_ns) / 1e6
+        latency_ms = (self.get_clock().now().nanoseconds - stamp_ns) / 1e6
+        s.latency_ms_sum += latency_ms
+        self.health.output(latency_ms)
         elapsed = time.monotonic() - s.since
         if self.p["log_period"] > 0 and elapsed >= self.p["log_period"]:
             self.get_logger().info(
@@ -391,6 +400,7 @@ def main(args: list[str] | None = None) -> int:
         pass
     finally:
         node.slot.close()
+        node.worker.join(timeout=10.0)  # no publishing into a destroyed node
         node.destroy_node()
         rclpy.try_shutdown()
     return 0

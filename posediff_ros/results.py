@@ -234,8 +234,9 @@ def cmd_tune(args) -> None:
     raw = json.loads(Path(args.model).read_text())
     raw["sampler"].update(init=best["init"], w_schedule=best["schedule"], w_max=best["w_max"],
                           steps=best["steps"], solver="euler")
-    raw["sampler_selection"] = {"split": val["source"], "objects": len(val["class_ids"]),
-                                "rule": "max 10d5cm + 5d2cm (mean over classes)", "best": best}
+    raw.setdefault("notes", {})["sampler_selection"] = {
+        "split": val["source"], "objects": len(val["class_ids"]),
+        "rule": "max 10d5cm + 5d2cm (mean over classes)", "best": best}
     Path(args.model).write_text(json.dumps(raw, indent=2) + "\n")
     save_json({"model": str(args.model), "split": val["source"], "rows": rows, "best": best},
               RESULTS / "sampler_selection.json")

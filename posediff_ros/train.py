@@ -157,18 +157,26 @@ class Split:
 
 
 def load_split(path: str, limit: int = 0, shards: str = "") -> Split:
-    from .data.cache import TrainingCache, load_cache
+    from .data.cache import FIELDS, TrainingCache, load_cache, shard_path
 
     if shards:
-        from .data.cache import FIELDS, shard_path
-
         a, b = (int(v) for v in shards.split(":"))
-        parts = [np.load(shard_path(path, k)) for k in range(a, b)]
+        parts = [dict(np.load(shard_path(path, k))) for k in range(a, b)]
+    elif limit:  # only the shards the first `limit` objects come from (seeds recorded right)
+        parts, n_seen = [], 0
+        for p in sorted(Path(path).glob("shard_*.npz")):
+            if n_seen >= limit:
+                break
+            parts.append(dict(np.load(p)))
+            n_seen += len(parts[-1]["class_ids"])
+    else:
+        parts = []
+    if parts:
         c = TrainingCache(**{f: np.concatenate([p[f] for p in parts]) for f in FIELDS},
                           meta={"seed_range": [int(parts[0]["seed"]), int(parts[-1]["seed"])]})
     else:
         c = load_cache(path)
-    n = limit or len(c)
+    n = min(limit or len(c), len(c))
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a[:n]))  # noqa: E731
     seeds = c.meta.get("seed_range", [])
     return Split(t(c.points), t(c.class_ids), t(c.rotations).float(), t(c.translations).float(),

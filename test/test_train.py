@@ -199,4 +199,4 @@ def test_results_pipeline_end_to_end(tmp_path, monkeypatch):
     assert (tmp_path / "docs" / "images" / "sampler_ablation.png").is_file()
     nocs = json.loads((tmp_path / "docs" / "results" / "nocs_table.json").read_text())
     assert nocs["objects"] == 12 and nocs["training"] == "posediff-train --tiny"
-    assert json.loads((tmp_path / "m.json").read_text())["sampler_selection"]["objects"] == 8
+    assert load_model(tmp_path / "m.json").cfg.notes["sampler_selection"]["objects"] == 8

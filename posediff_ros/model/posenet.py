@@ -56,6 +56,7 @@ class PoseNetConfig:
     sigma_max: float = 50.0
     sampler: SamplerDefaults = field(default_factory=SamplerDefaults)
     training: dict = field(default_factory=dict)  # command, data seeds, steps, metrics
+    notes: dict = field(default_factory=dict)  # e.g. how the sampler defaults were chosen
 
     @classmethod
     def from_dict(cls, d: dict) -> "PoseNetConfig":

@@ -44,6 +44,7 @@ setup(
             "posediff-bench = posediff_ros.bench:main",
             "posediff-generate = posediff_ros.generate:main",
             "posediff-cache = posediff_ros.data.cache:main",
+            "posediff-soak = posediff_ros.ros.soak:main",
         ],
     },
 )

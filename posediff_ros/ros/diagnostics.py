@@ -92,8 +92,10 @@ class Health:
         now = time.monotonic() if now is None else now
         lim = self.limits
         with self._lock:
-            values = {f"{t} rate (Hz)": f"{self.inputs[t].rate(now):.2f}"
-                      for t in sorted(self.inputs)}
+            values = {}
+            for t in sorted(self.inputs):
+                values[f"{t} rate (Hz)"] = f"{self.inputs[t].rate(now):.2f}"
+                values[f"{t} messages"] = str(self.inputs[t].total)
             values["processed rate (Hz)"] = f"{self.processed.rate(now):.2f}"
             values["processed frames"] = str(self.processed.total)
             values.update({k: str(v) for k, v in dropped.items()})

@@ -14,6 +14,7 @@ import numpy as np
 
 from posediff_ros.categories import BY_ID
 from posediff_ros.runtime.base import Backend, SamplerSettings
+from posediff_ros.validation import limit_objects
 
 
 @dataclass
@@ -21,6 +22,7 @@ class PipelineConfig:
     min_points: int = 50  # objects with fewer valid depth points are skipped
     depth_range: tuple[float, float] = (0.1, 5.0)  # metres; points outside are dropped
     seed: int = 0  # point subsampling
+    max_objects: int = 0  # objects per frame (first ids kept); 0 = no limit
 
 
 @dataclass
@@ -124,7 +126,9 @@ class Pipeline:
         from posediff_ros.data.points import object_points
 
         usable, skipped = [], []
-        ids = instance_ids(mask, background)
+        ids, extra = limit_objects(instance_ids(mask, background), self.config.max_objects)
+        skipped += [(i, f"more than max_objects={self.config.max_objects} objects in the "
+                     "frame") for i in extra]
         boxes = instance_boxes(mask, ids)
         for inst in ids:
             cls = classes.get(inst)

@@ -37,6 +37,11 @@ class ApproxTimeSync:
         self.queue_size = queue_size
         self.stats = SyncStats()
 
+    def reset(self) -> None:
+        """Forget everything queued (time jumped back: old stamps would never pair)."""
+        for queue in self.queues.values():
+            queue.clear()
+
     def add(self, topic: str, stamp_ns: int, msg: Any) -> dict[str, Any] | None:
         """Add one message; returns {topic: msg} (plus '_stamp_ns') when a set is complete."""
         queue = self.queues[topic]

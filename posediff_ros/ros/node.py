@@ -49,6 +49,7 @@ from posediff_ros.ros.overlay import draw_overlay
 from posediff_ros.ros.params import parse_class, parse_class_map, parse_palette
 from posediff_ros.runtime.base import SamplerSettings
 from posediff_ros.sync import ApproxTimeSync, LatestSlot
+from posediff_ros.validation import StampOrder, check_depth_range
 
 CLASS_SOURCES = ("detections", "parameter", "color_mask")
 # parameters of the sampler: changeable while running
@@ -93,6 +94,8 @@ PARAMETERS = {
                           int_range=(-1, 2**31 - 1))),
     "num_points": (0, _describe("points per object; 0 = what the model was trained with",
                                 int_range=(0, 100000))),
+    "max_objects": (20, _describe("objects per frame at most (first mask ids kept); 0 = all",
+                                  int_range=(0, 10000))),
     "min_points": (50, _describe("objects with fewer valid depth points are skipped",
                                  int_range=(1, 100000))),
     "depth_min": (0.1, _describe("nearest valid depth (m)", float_range=(0.0, 100.0))),
@@ -143,6 +146,7 @@ class PoseNode(Node):
         self.colors: list[Image] = []
         topics = ["depth", "mask"] + (["detections"] if p["class_source"] == "detections" else [])
         self.sync = ApproxTimeSync(topics, p["slop"], p["queue_size"])
+        self.stamp_order = StampOrder()
         self.slot = LatestSlot()
         self.markers = messages.MarkerTracker()
         self.stats = Stats(since=time.monotonic())
@@ -219,7 +223,7 @@ class PoseNode(Node):
         if p["num_points"] and p["num_points"] != backend.num_points:
             raise ValueError(f"num_points {p['num_points']} != the model's {backend.num_points}"
                              " (set 0 to use the model's)")
-        config = PipelineConfig(min_points=p["min_points"],
+        config = PipelineConfig(min_points=p["min_points"], max_objects=p["max_objects"],
                                 depth_range=(p["depth_min"], p["depth_max"]))
         self.get_logger().info(f"model {path} loaded; sampler {self._sampler_settings(p)}")
         return Pipeline(backend, config)
@@ -257,8 +261,15 @@ class PoseNode(Node):
 
     def _on_sync(self, topic: str, msg) -> None:
         self.health.input(topic)
+        stamp_ns = convert.stamp_to_ns(msg.header.stamp)
+        problem, reset = self.stamp_order.check(topic, stamp_ns)
+        if problem:
+            return self._warn(f"stamp:{topic}", problem)
+        if reset:
+            self.sync.reset()
+            self.get_logger().warning(f"stamps on {topic} jumped back: sync queues cleared")
         dropped = self.sync.stats.dropped
-        frame = self.sync.add(topic, convert.stamp_to_ns(msg.header.stamp), msg)
+        frame = self.sync.add(topic, stamp_ns, msg)
         if self.sync.stats.dropped > dropped:
             self._warn("sync", f"{self.sync.stats.dropped} input messages dropped so far "
                        f"without a partner: one of {self.sync.topics} lost (best-effort "
@@ -319,9 +330,14 @@ class PoseNode(Node):
             if (info.width, info.height) != (depth.shape[1], depth.shape[0]):
                 return self._warn("camera_info", f"camera_info is {info.width}x{info.height} "
                                   f"but depth is {depth.shape[1]}x{depth.shape[0]}")
-        problem = check_frame(depth, mask, K)
+        problem = check_frame(depth, mask, K) or check_depth_range(
+            depth, (self.p["depth_min"], self.p["depth_max"]))
         if problem:
             return self._warn(f"frame:{problem[:12]}", f"frame skipped: {problem}")
+        info_age = time.monotonic() - self.health.last_seen.get("camera_info", 0.0)
+        if info_age > self.health.limits.stale_camera_info_s:
+            self._warn("stale_info", f"camera_info is stale ({info_age:.0f} s old): "
+                       "using the last one")
         if not instance_ids(mask, background):
             self._warn("empty", f"mask has no objects (all pixels = background "
                        f"{background})", period=30.0)

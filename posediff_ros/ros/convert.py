@@ -107,9 +107,15 @@ def color_to_rgb(msg) -> np.ndarray:
 
 
 def camera_info_to_k(msg) -> np.ndarray:
-    """3x3 intrinsics from CameraInfo.k; raises when it is all zero (uncalibrated)."""
-    k = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
-    if k[0, 0] <= 0 or k[1, 1] <= 0:
+    """3x3 intrinsics from CameraInfo.k; raises when it is all zero (uncalibrated), not 3x3,
+    not finite or has non-positive focal lengths."""
+    k = np.asarray(msg.k, dtype=np.float64).ravel()
+    if k.size != 9:
+        raise ValueError(f"camera_info k has {k.size} values, needs 9")
+    k = k.reshape(3, 3)
+    if not np.isfinite(k).all():
+        raise ValueError("camera_info intrinsics are not finite (NaN or inf in k)")
+    if not (k[0, 0] > 0 and k[1, 1] > 0):
         raise ValueError(f"camera_info has no valid intrinsics (fx={k[0, 0]}, fy={k[1, 1]})")
     return k
 
@@ -159,13 +165,25 @@ def cloud_to_numpy(msg, fields: tuple[str, ...] = ("x", "y", "z")) -> np.ndarray
         raise ValueError(f"point cloud lacks fields {missing}")
     if any(offsets[f].datatype != _FLOAT32 for f in fields):
         raise ValueError("only FLOAT32 point fields are supported")
+    width, height, point_step = int(msg.width), int(msg.height), int(msg.point_step)
+    row_step = int(msg.row_step)
+    if any(offsets[f].offset + 4 > point_step for f in fields):
+        raise ValueError(f"point_step {point_step} too small for the fields' offsets")
+    if len(set(offsets[f].offset for f in fields)) < len(fields):
+        raise ValueError("point fields overlap (same offset)")
+    if row_step < point_step * width:
+        raise ValueError(f"row_step {row_step} < point_step*width = {point_step * width}")
+    raw = np.frombuffer(memoryview(msg.data).cast("B"), dtype=np.uint8)
+    if raw.size < row_step * height:
+        raise ValueError(f"data has {raw.size} bytes, row_step*height needs {row_step * height}")
     endian = ">" if msg.is_bigendian else "<"
     dtype = np.dtype({"names": list(fields), "formats": [endian + "f4"] * len(fields),
                       "offsets": [offsets[f].offset for f in fields],
-                      "itemsize": msg.point_step})
-    n = int(msg.width) * int(msg.height)
-    raw = np.frombuffer(memoryview(msg.data).cast("B"), dtype=np.uint8)
-    if msg.height > 1 and msg.row_step != msg.point_step * msg.width:
-        raw = raw.reshape(msg.height, msg.row_step)[:, : msg.point_step * msg.width].ravel()
+                      "itemsize": point_step})
+    n = width * height
+    if n == 0:
+        return np.zeros((0, len(fields)), np.float32)
+    if height > 1 and row_step != point_step * width:
+        raw = raw[: row_step * height].reshape(height, row_step)[:, : point_step * width].ravel()
     structured = raw[: n * msg.point_step].view(dtype)
     return np.stack([structured[f].astype(np.float32) for f in fields], axis=1)

@@ -263,6 +263,10 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
     started = time.time()
     info = machine_info(cfg.device)
     model = load_any(cfg.model)
+    info["model_sampler_defaults"] = asdict(model.cfg.sampler)
+    if cfg.model != "random":
+        info["model_weights_sha256"] = json.loads(Path(cfg.model).read_text()).get(
+            "weights_sha256")
     P = model.cfg.num_points
     frame = render_bench_frame(cfg.seed)
     rng = np.random.default_rng(cfg.seed)

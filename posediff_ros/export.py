@@ -339,12 +339,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", help="output .onnx (default: onnx/ beside the model, named by "
                                   "weights + settings, where the onnxruntime and TensorRT "
                                   "backends look first)")
-    ap.add_argument("--steps", type=int)
+    ap.add_argument("--steps", type=int, help="(these default to the model's stored settings)")
     ap.add_argument("--solver", choices=["euler", "heun", "dpm2"])
     ap.add_argument("--w-schedule", choices=["exponential", "linear", "constant", "none", "tsr"])
     ap.add_argument("--w-max", type=float)
-    ap.add_argument("--num-samples", type=int, default=1)
-    ap.add_argument("--init", choices=["noise", "regression"], default="noise")
+    ap.add_argument("--num-samples", type=int)
+    ap.add_argument("--init", choices=["noise", "regression"])
     ap.add_argument("--split", action="store_true",
                     help="also write the encoder and sampler stages as separate graphs")
     a = ap.parse_args(argv)
@@ -354,11 +354,10 @@ def main(argv: list[str] | None = None) -> None:
         model = load_any(a.model)
     except ModelFileError as e:
         ap.error(str(e))  # exits 2 with the reason, no traceback
-    d = model.cfg.sampler
-    settings = GraphSettings(a.steps or d.steps, a.solver or d.solver,
-                             a.w_schedule or d.w_schedule,
-                             float(a.w_max if a.w_max is not None else d.w_max),
-                             a.num_samples, a.init)
+    given = {"steps": a.steps, "solver": a.solver, "w_schedule": a.w_schedule,
+             "w_max": a.w_max, "num_samples": a.num_samples, "init": a.init}
+    settings = GraphSettings.of(model_settings(  # the model's stored defaults unless given
+        model, **{k: v for k, v in given.items() if v is not None}))
     parts = PARTS if a.split else ("full",)
     for part in parts:
         if a.out:

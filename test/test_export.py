@@ -140,7 +140,11 @@ def test_cache_reuses_and_keys_by_weights_and_settings(model, tmp_path):
 
 
 def test_cli_exports_a_saved_model(model, tmp_path, capsys):
-    model_json = save_model(model, tmp_path / "m.json")
+    model.cfg.sampler.init = "regression"  # stored defaults are what the CLI bakes unless told
+    try:
+        model_json = save_model(model, tmp_path / "m.json")
+    finally:
+        model.cfg.sampler.init = "noise"
     out = tmp_path / "out" / "m.onnx"
     main(["--model", str(model_json), "--out", str(out), "--steps", "3", "--split"])
     printed = capsys.readouterr().out
@@ -148,6 +152,7 @@ def test_cli_exports_a_saved_model(model, tmp_path, capsys):
     assert "max |onnx - torch|" in printed
     meta = json.loads(out.with_suffix(".json").read_text())
     assert meta["model"] == str(model_json) and meta["settings"]["steps"] == 3
+    assert meta["settings"]["init"] == "regression"
     # the default location: models/onnx/ beside the model, named by weights + settings
     main(["--model", str(model_json)])
     assert len(list((tmp_path / "onnx").glob("m.euler*.onnx"))) == 1

@@ -14,6 +14,7 @@ thread takes it from a one-slot buffer, so nothing queues when inference is slow
 """
 
 import copy
+import re
 import sys
 import threading
 import time
@@ -245,9 +246,13 @@ class PoseNode(Node):
     # --- inputs ---------------------------------------------------------------------------
 
     def _warn(self, key: str, text: str, period: float = 5.0) -> None:
-        """One log line per kind of problem per `period` seconds."""
+        """One log line per kind of problem per `period` seconds; the kind is `key` plus the
+        text without its numbers, so different problems of one input each get their line."""
         now = time.monotonic()
         self.health.problem(text, now)
+        key = f"{key}|{re.sub(r'[0-9]+', '#', text)[:80]}"
+        if len(self._last_log) > 256:  # texts come from the wire: keep the table bounded
+            self._last_log = {k: t for k, t in self._last_log.items() if now - t < period}
         if now - self._last_log.get(key, -1e9) >= period:
             self._last_log[key] = now
             self.get_logger().warning(text)

@@ -55,7 +55,8 @@ class Pipeline:
         self.camera = start("posediff_ros.ros.synthetic_camera", f"rate:={rate}",
                             f"num_objects:={num_objects}", "ring_size:=2",
                             f"frame_id:={CAMERA_FRAME}", namespace=namespace)
-        self.node = start("posediff_ros.ros.node", f"model_path:={model}", "publish_debug:=true",
+        model_param = (f"model_path:={model}",) if model else ()  # "" = the bundled model
+        self.node = start("posediff_ros.ros.node", *model_param, "publish_debug:=true",
                           "frame_prefix:=obj/", "min_points:=30", *node_params,
                           namespace=namespace)
         self.context = rclpy.Context()
@@ -249,10 +250,15 @@ def test_bundled_model_accuracy_against_ground_truth():
         pipe.close()
     assert len(errors) >= 6
     trans = np.array([e.translation_cm for e in errors])
+    rot = np.array([e.rotation_deg for e in errors])
     rot_sym = [e.rotation_deg for e in errors if e.class_name in ("bottle", "bowl", "can")]
     size = np.array([e.size_error for e in errors])
-    # tolerances from the calibration run (docs/method.md): translation and size come easily
-    assert np.median(trans) < 3.0, trans
-    assert np.median(size) < 0.25, size
+    print(f"bundled model over DDS: {len(errors)} objects, median translation "
+          f"{np.median(trans):.2f} cm, rotation {np.median(rot):.1f} deg, size "
+          f"{100 * np.median(size):.1f} %")
+    # the bundled model reaches ~0.2-2 cm, ~1-4 deg, ~3 % here (demo); margins for other scenes
+    assert np.median(trans) < 2.0, trans
+    assert np.median(rot) < 15.0, rot
+    assert np.median(size) < 0.15, size
     if rot_sym:
-        assert np.median(rot_sym) < 20.0, rot_sym
+        assert np.median(rot_sym) < 10.0, rot_sym

@@ -68,8 +68,8 @@ def start_nodes(args, model: str) -> tuple[list[subprocess.Popen], str]:
 def stop_all(procs: list[subprocess.Popen]) -> str:
     out = []
     for proc in procs:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)
+        if proc.poll() is None:  # only the leader: ros2 launch forwards it to its nodes
+            proc.send_signal(signal.SIGINT)
     for proc in procs:
         try:
             text, _ = proc.communicate(timeout=15)

@@ -171,9 +171,12 @@ def main(args: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        node.stop.set()
-        node.destroy_node()
-        rclpy.try_shutdown()
+        try:  # a second Ctrl-C during clean-up must not print a traceback
+            node.stop.set()
+            node.destroy_node()
+            rclpy.try_shutdown()
+        except KeyboardInterrupt:
+            pass
     return 0
 
 

@@ -453,10 +453,11 @@ def cmd_report(args) -> None:
         line_plot(IMAGES / "joint_vs_scratch_time.png", series_t, "wall time (min)",
                   "10d5cm (%)", "joint vs from scratch at equal compute (1 thread each)")
         lines += ["## (b) Joint training (with regression pre-training) vs from scratch", ""]
-        lines += ["Short runs at equal compute: both ran at the same time, one CPU thread each, "
-                  "stopped by the same wall-clock limit, on a subset of the training cache; "
-                  "validation on held-out shards. One seed each (the calibration notes seed "
-                  "spread is large), so small gaps are not significant. "
+        lines += ["Short runs at equal compute: each joint/scratch pair ran at the same time, "
+                  "one CPU thread each, with the same step schedule and wall-clock limit, on a "
+                  "subset of the training cache; validation on held-out shards. Few seeds (the "
+                  "calibration notes that the seed spread is large), so small gaps are not "
+                  "significant. "
                   + runs_file.get("note", ""), "",
                   "![accuracy vs steps](images/joint_vs_scratch.png)", "",
                   "![accuracy vs time](images/joint_vs_scratch_time.png)", "",

@@ -106,6 +106,41 @@ def instances_from_color_mask(
     return mask, classes
 
 
+class FallbackOnFailure:
+    """A backend that switches once to a fallback (torch on the CPU) when the primary fails at
+    run time (GPU lost, execution provider broken); `on_switch` gets one line saying why.
+    The inputs are the pipeline's own arrays, so a failing predict is the backend's fault."""
+
+    def __init__(self, primary: Backend, make_fallback, on_switch=print):
+        self.current, self.make_fallback, self.on_switch = primary, make_fallback, on_switch
+        self.settings_set: SamplerSettings | None = getattr(primary, "settings", None)
+        self.switched = False
+
+    def __getattr__(self, attr: str):  # name, num_points, settings, ... of the current one
+        if attr == "current":
+            raise AttributeError(attr)
+        return getattr(self.current, attr)
+
+    def configure(self, settings: SamplerSettings) -> None:
+        self.current.configure(settings)
+        self.settings_set = settings
+
+    def predict(self, points: np.ndarray, class_ids: np.ndarray):
+        try:
+            return self.current.predict(points, class_ids)
+        except Exception as err:  # noqa: BLE001 - any backend fault: switch, say why
+            if self.make_fallback is None:
+                raise
+            failed, make, self.make_fallback = self.current.name, self.make_fallback, None
+            self.current = make()
+            if self.settings_set is not None:
+                self.current.configure(self.settings_set)
+            self.switched = True
+            self.on_switch(f"backend {failed} failed at run time ({type(err).__name__}: "
+                           f"{str(err)[:200]}); switched to {self.current.name} for good")
+            return self.current.predict(points, class_ids)
+
+
 class Pipeline:
     """A backend plus the point extraction settings; thread-safe (one call at a time)."""
 

@@ -37,6 +37,7 @@ from vision_msgs.msg import Detection2DArray, Detection3DArray
 from visualization_msgs.msg import MarkerArray
 
 from posediff_ros.pipeline import (
+    FallbackOnFailure,
     Pipeline,
     PipelineConfig,
     check_frame,
@@ -221,6 +222,9 @@ class PoseNode(Node):
         # backends start with the sampler settings stored with the model
         self.model_sampler = copy.copy(getattr(backend, "settings", SamplerSettings()))
         backend.configure(self._sampler_settings(p))
+        if (backend.name, str(p["device"])) != ("torch", "cpu"):  # a run-time fault: CPU torch
+            backend = FallbackOnFailure(backend, lambda: load_backend("torch", path, "cpu"),
+                                        self.get_logger().error)
         if p["num_points"] and p["num_points"] != backend.num_points:
             raise ValueError(f"num_points {p['num_points']} != the model's {backend.num_points}"
                              " (set 0 to use the model's)")

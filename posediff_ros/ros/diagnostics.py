@@ -144,7 +144,9 @@ class DiagnosticsPublisher:
     def snapshot(self) -> tuple[bytes, str, dict[str, str]]:
         node = self.node
         dropped = {"unsynced messages dropped": node.sync.stats.dropped,
-                   "frames skipped while busy": node.slot.replaced}
+                   "frames skipped while busy": node.slot.replaced,
+                   # bounded by queue_size per topic + the one-slot frame buffer
+                   "queued messages": sum(len(q) for q in node.sync.queues.values())}
         backend = node.pipeline.backend
         extra = {"backend": getattr(backend, "name", type(backend).__name__),
                  "model": node.p["model_path"] or "bundled default"}

@@ -58,6 +58,7 @@ class Sample:
     processed_hz: float
     skipped_busy: int  # cumulative, node's count
     unsynced_dropped: int  # cumulative, node's count
+    queued: int  # messages waiting in the node's sync queues (bounded by queue_size)
     diag_level: str
 
 
@@ -124,6 +125,11 @@ def _num(diag: dict[str, str], key: str) -> float:
         return float("nan")
 
 
+def _int(diag: dict[str, str], key: str) -> int:
+    value = _num(diag, key)
+    return 0 if np.isnan(value) else int(value)
+
+
 def run(args) -> dict:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
@@ -178,8 +184,9 @@ def run(args) -> dict:
                     latency_p99_ms=round(pct["p99"], 1),
                     depth_hz=_num(d, "depth rate (Hz)"),
                     processed_hz=_num(d, "processed rate (Hz)"),
-                    skipped_busy=int(_num(d, "frames skipped while busy") or 0),
-                    unsynced_dropped=int(_num(d, "unsynced messages dropped") or 0),
+                    skipped_busy=_int(d, "frames skipped while busy"),
+                    unsynced_dropped=_int(d, "unsynced messages dropped"),
+                    queued=_int(d, "queued messages"),
                     diag_level=listener.diag_level))
                 listener.latencies_ms = []
                 next_sample += args.sample_s
@@ -236,6 +243,7 @@ def summarise(samples: list[Sample], latencies: list[tuple[float, float]],
         frames_skipped_while_busy=end.skipped_busy,
         unsynced_messages_dropped=end.unsynced_dropped,
         frames_processed=int(sum(s.outputs for s in samples)),
+        max_queued_messages=max(s.queued for s in samples),
         diagnostics_levels=sorted({s.diag_level for s in samples}),
     )
     return summary
@@ -257,9 +265,59 @@ def print_summary(s: dict) -> None:
           f"{s['latency_p50_last_quarter_ms']} ms")
     print(f"  frames processed {s['frames_processed']}, skipped while busy "
           f"{s['frames_skipped_while_busy']}, unsynced messages dropped "
-          f"{s['unsynced_messages_dropped']}; diagnostics {s['diagnostics_levels']}")
+          f"{s['unsynced_messages_dropped']}, max queued messages {s['max_queued_messages']}; "
+          f"diagnostics {s['diagnostics_levels']}")
     print(f"  exit codes node {s['node_exit_code']} camera {s['camera_exit_code']}, traceback "
           f"in node log: {s['traceback_in_node_log']}; files in {s['out']}")
+
+
+def markdown(s: dict, samples_csv: Path, command: str) -> str:
+    """docs/SOAK.md body: the summary and one row per minute, from the soak's own output."""
+    rows = list(csv.DictReader(samples_csv.open()))
+    lat = s["latency_ms"]
+    lines = [
+        "# Soak test: synthetic camera -> posediff_node", "",
+        f"Command: `{command}`  ",
+        f"Written by posediff-soak at {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} "
+        f"from its own measurements ({s['out']}/soak.csv, soak.json).", "",
+        f"Setup: {s['minutes']} min, camera at {s['rate_hz']} Hz, {s['image']}, "
+        f"{s['num_objects']} objects, model `{s['model']}`, backend {s['backend']}; the node "
+        "and the camera are separate processes talking real DDS (Fast DDS shared memory).", "",
+        "| figure | value |", "|---|---|",
+        f"| node RSS at start (first sample) | {s['rss_start_mb']} MB |",
+        f"| node RSS after warm-up ({s['warmup_s']} s) | {s['rss_after_warmup_mb']} MB |",
+        f"| node RSS at the end | {s['rss_end_mb']} MB (max {s['rss_max_mb']} MB) |",
+        f"| RSS growth after warm-up | {s['rss_growth_after_warmup_pct']} % |",
+        f"| camera rate (as the node counts it) | {s['camera_rate_hz']} Hz |",
+        f"| output rate (object_poses) | {s['output_rate_hz']} Hz |",
+        f"| latency p50 / p90 / p99 (stamp to arrival) | {lat['p50']} / {lat['p90']} / "
+        f"{lat['p99']} ms |",
+        f"| latency p50, first / last quarter | {s['latency_p50_first_quarter_ms']} / "
+        f"{s['latency_p50_last_quarter_ms']} ms |",
+        f"| frames processed | {s['frames_processed']} |",
+        f"| frames skipped while busy (one-slot buffer) | {s['frames_skipped_while_busy']} |",
+        f"| unsynced messages dropped | {s['unsynced_messages_dropped']} |",
+        f"| max messages queued in the node's sync queues | {s['max_queued_messages']} |",
+        f"| /diagnostics levels seen | {', '.join(s['diagnostics_levels'])} |",
+        f"| exit codes node / camera (SIGINT) | {s['node_exit_code']} / "
+        f"{s['camera_exit_code']} |",
+        f"| traceback in the node's log | {s['traceback_in_node_log']} |", "",
+        "Per minute (the sample closest to each full minute):", "",
+        "| t (s) | node RSS (MB) | output (Hz) | latency p50 / p99 (ms) | skipped while busy "
+        "| unsynced dropped | queued | diagnostics |", "|---|---|---|---|---|---|---|---|",
+    ]
+    marks, next_mark = [], 0.0
+    for row in rows:
+        if float(row["t_s"]) >= next_mark:
+            marks.append(row)
+            next_mark = (int(float(row["t_s"]) // 60) + 1) * 60.0
+    if rows and marks[-1] is not rows[-1]:
+        marks.append(rows[-1])
+    for r in marks:
+        lines.append(f"| {r['t_s']} | {r['node_rss_mb']} | {r['output_hz']} | "
+                     f"{r['latency_p50_ms']} / {r['latency_p99_ms']} | {r['skipped_busy']} | "
+                     f"{r['unsynced_dropped']} | {r['queued']} | {r['diag_level']} |")
+    return "\n".join(lines) + "\n"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -282,6 +340,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--namespace", default=f"soak_{os.getpid()}")
     ap.add_argument("--out", default=f"runs/soak/{time.strftime('%Y%m%d_%H%M%S')}")
     ap.add_argument("--verbose", action="store_true", help="print every sample")
+    ap.add_argument("--report", default="", help="also write a markdown report here "
+                    "(e.g. docs/SOAK.md)")
     return ap.parse_args(argv)
 
 
@@ -289,6 +349,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     summary = run(args)
     print_summary(summary)
+    if args.report and "rss_start_mb" in summary:
+        command = "posediff-soak " + " ".join(argv if argv is not None else sys.argv[1:])
+        Path(args.report).write_text(markdown(summary, Path(args.out) / "soak.csv", command))
+        print(f"report written to {args.report}")
     ok = ("rss_start_mb" in summary and summary["node_exit_code"] == 0
           and summary["camera_exit_code"] == 0 and not summary["traceback_in_node_log"])
     return 0 if ok else 1

@@ -11,6 +11,7 @@ usage: python scripts/ament_links.py REPO PREFIX
 """
 
 import os
+import shutil
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -37,8 +38,21 @@ def main() -> None:
     marker = prefix / "share/ament_index/resource_index/packages" / PACKAGE
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text("")
+    # Real folders with a link per file: ros2 launch searches share/ with os.walk, which does
+    # not follow symlinked folders. A file removed from the source tree leaves a dangling link,
+    # so each folder is rebuilt from scratch.
     for name in SHARED:
-        link(repo / name, prefix / "share" / PACKAGE / name)
+        source, target = repo / name, prefix / "share" / PACKAGE / name
+        if target.is_symlink() or target.is_file():
+            target.unlink()
+        elif target.is_dir():
+            shutil.rmtree(target)
+        if source.is_file():
+            link(source, target)
+            continue
+        for path in sorted(source.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                link(path, target / path.relative_to(source))
     # pip puts console scripts in <prefix>/bin, setup.cfg's script_dir (legacy develop) in
     # <prefix>/lib/posediff_ros: make both places hold every script.
     bindir, libdir = prefix / "bin", prefix / "lib" / PACKAGE

@@ -15,6 +15,7 @@ thread takes it from a one-slot buffer, so nothing queues when inference is slow
 
 import copy
 import re
+import signal
 import sys
 import threading
 import time
@@ -424,6 +425,9 @@ def main(args: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        # A terminal's Ctrl-C reaches `ros2 launch` and the node, and launch then forwards its
+        # own SIGINT: ignore repeats while cleaning up, or they interrupt destroy_node().
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         node.slot.close()
         node.worker.join(timeout=10.0)  # no publishing into a destroyed node
         node.destroy_node()

@@ -175,3 +175,14 @@ def test_big_endian_and_padded_rows_decode_like_native():
         for pad in (0, 3):
             msg = convert.numpy_to_image(depth, "16UC1", bigendian=big, row_padding=pad)
             np.testing.assert_allclose(convert.depth_to_metres(msg), depth / 1000.0)
+
+
+def test_huge_claimed_sizes_are_rejected_without_allocating():
+    """A header claiming a 4 G-pixel image with a few bytes of data: a clear rejection."""
+    msg = Image(height=2**16, width=2**16, encoding="32FC1", step=4 * 2**16, is_bigendian=0)
+    msg.data = bytes(64)
+    with pytest.raises(ValueError, match="data has 64 bytes"):
+        convert.depth_to_metres(msg)
+    msg.step = 2**32 - 1  # step larger than any real row, data still tiny
+    with pytest.raises(ValueError, match="data has 64 bytes"):
+        convert.image_to_numpy(msg)

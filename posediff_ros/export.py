@@ -33,6 +33,7 @@ from .model.posenet import PoseNet, load_model, pose_to_camera
 from .model.rotation import rot6d_to_matrix
 from .model.sampler import get_sigmas, get_solver, get_w
 from .runtime.base import SamplerSettings
+from .runtime.torch_backend import agreement_score
 
 log = logging.getLogger("posediff_ros.export")
 
@@ -75,14 +76,6 @@ def model_settings(model: PoseNet, **overrides) -> SamplerSettings:
 
 
 # --- the graph ------------------------------------------------------------------------------
-
-
-def agreement_score(r_a, t_a, r_b, t_b, scale) -> torch.Tensor:
-    """Same as runtime.torch_backend.agreement_score, written with ops every exporter knows."""
-    c = (r_a[..., :, 1] * r_b[..., :, 1]).sum(-1).clamp(-1.0, 1.0)
-    ang = torch.acos(c) * (180.0 / np.pi)
-    dt = (t_a - t_b).norm(dim=-1) / scale
-    return torch.exp(-ang / 20.0) * torch.exp(-dt / 0.5)
 
 
 class EncoderPart(nn.Module):

@@ -30,9 +30,16 @@ def geodesic_angle(r1: torch.Tensor, r2: torch.Tensor) -> torch.Tensor:
 
 
 def y_axis_angle(r1: torch.Tensor, r2: torch.Tensor) -> torch.Tensor:
-    """Angle between the rotated y axes (error of y-symmetric objects), radians."""
-    c = (r1[..., :, 1] * r2[..., :, 1]).sum(-1)
-    return torch.acos(c.clamp(-1.0, 1.0))
+    """Angle between the rotated y axes (error of y-symmetric objects), radians.
+
+    atan2(|a x b|, a . b) rather than acos(a . b): acos is ill-conditioned near 0, where a
+    trained model's estimates sit, so fp32 rounding would dominate the result. The cross
+    product is written out so that every ONNX exporter handles it."""
+    a, b = r1[..., :, 1], r2[..., :, 1]
+    cross = torch.stack([a[..., 1] * b[..., 2] - a[..., 2] * b[..., 1],
+                         a[..., 2] * b[..., 0] - a[..., 0] * b[..., 2],
+                         a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]], dim=-1)
+    return torch.atan2(cross.norm(dim=-1), (a * b).sum(-1))
 
 
 def project_to_so3(m: torch.Tensor) -> torch.Tensor:

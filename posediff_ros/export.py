@@ -37,7 +37,7 @@ from .runtime.torch_backend import agreement_score
 
 log = logging.getLogger("posediff_ros.export")
 
-EXPORT_VERSION = 1  # bump when the graph's inputs/outputs or their meaning change
+EXPORT_VERSION = 2  # bump when the graph (its inputs, outputs or their computation) changes
 OPSET = 17
 INPUTS = ("points", "class_ids", "noise")
 OUTPUTS = ("rotation", "translation", "size", "score", "samples_rotation",

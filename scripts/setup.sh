@@ -100,13 +100,11 @@ if [ $CUDA = 1 ]; then
 fi
 
 SITE=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-if [ $MODE != distro ]; then
-  # ament_index (ros2 run/launch, share/ lookups) only sees prefixes on AMENT_PREFIX_PATH:
-  # let every interpreter of the venv add the venv itself.
-  cat > "$SITE/posediff_ament_prefix.pth" <<'PTH'
+# ament_index (ros2 run/launch, share/ lookups) only sees prefixes on AMENT_PREFIX_PATH: let
+# every interpreter of the venv append the venv itself (after a sourced distro's prefixes).
+cat > "$SITE/posediff_ament_prefix.pth" <<'PTH'
 import os, sys; _p = [x for x in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep) if x]; sys.prefix in _p or os.environ.__setitem__('AMENT_PREFIX_PATH', os.pathsep.join(_p + [sys.prefix]))
 PTH
-fi
 
 # --- vision_msgs / tf2_msgs built from interfaces/ (pypi path only) ------------------------
 if [ $MODE = pypi ] && ! "$PY" -c 'import vision_msgs.msg, tf2_msgs.msg' 2>/dev/null; then

@@ -52,6 +52,20 @@ def spawn_python(code: str, *args: str) -> subprocess.Popen:
     )
 
 
+def start_ros_module(module: str, *params: str, namespace: str = "",
+                     env: dict[str, str] | None = None) -> subprocess.Popen:
+    """`python -m module --ros-args -r __ns:=/namespace -p name:=value ...` as its own process
+    (its own DDS participant, like `ros2 run`), output captured, unbuffered and uncoloured."""
+    args = [sys.executable, "-m", module, "--ros-args"]
+    if namespace:
+        args += ["-r", f"__ns:=/{namespace.lstrip('/')}"]
+    for param in params:
+        args += ["-p", param]
+    full_env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0", **(env or {}))
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=full_env)
+
+
 def stop(proc: subprocess.Popen, timeout: float = 10.0) -> str:
     """SIGINT like Ctrl-C / launch stop, then collect output; kill if it hangs."""
     if proc.poll() is None:

@@ -1,12 +1,10 @@
 """/diagnostics: the ROS-free Health bookkeeping (levels and reasons, rates, bounded memory)
 and the running node's DiagnosticArray on the standard absolute topic over real DDS."""
 
-import os
-import subprocess
-import sys
 import time
 
 import pytest
+from conftest import start_ros_module
 
 from posediff_ros.ros.diagnostics import ERROR, OK, WARN, Health, HealthLimits, RateWindow
 
@@ -94,11 +92,7 @@ def test_node_publishes_diagnostics(rclpy_context):
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
 
-    args = [sys.executable, "-m", "posediff_ros.ros.node", "--ros-args", "-r",
-            "__ns:=/diag", "-p", "model_path:=random"]
-    env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0")
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env)
+    proc = start_ros_module("posediff_ros.ros.node", "model_path:=random", namespace="diag")
     try:
         node = Node("diag_listener", context=rclpy_context)
         got = []

@@ -3,14 +3,12 @@ process): every kind of bad input from issue 8, repeated, with a valid frame aft
 The node must stay up, answer every valid frame correctly, count the rejections on
 /diagnostics and stop cleanly (exit 0, no traceback)."""
 
-import os
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
+from conftest import start_ros_module
 
 pytestmark = pytest.mark.ros
 
@@ -89,14 +87,11 @@ def malformed_cases():
 
 @pytest.fixture
 def node_process():
-    args = [sys.executable, "-m", "posediff_ros.ros.node", "--ros-args", "-r", f"__ns:={NS}",
-            "-p", "model_path:=random", "-p", "class_source:=parameter",
-            "-p", "mask_classes:=['1:mug', '2:mug', '3:bowl', '4:can', '5:laptop']",
-            "-p", "min_points:=20", "-p", "slop:=0.01", "-p", "max_objects:=2",
-            "-p", "publish_tf:=false", "-p", "log_period:=0.0"]
-    env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0")
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env)
+    proc = start_ros_module("posediff_ros.ros.node", "model_path:=random",
+                            "class_source:=parameter",
+                            "mask_classes:=['1:mug', '2:mug', '3:bowl', '4:can', '5:laptop']",
+                            "min_points:=20", "slop:=0.01", "max_objects:=2", "publish_tf:=false",
+                            "log_period:=0.0", namespace=NS)
     yield proc
     if proc.poll() is None:
         proc.kill()

@@ -1,13 +1,11 @@
 """Bad input never stops posediff_node: each problem gets its own clear log line, and a good
 frame afterwards is still processed. Real DDS, the node in its own process."""
 
-import os
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
+from conftest import start_ros_module, stop
 
 pytestmark = pytest.mark.ros
 
@@ -17,19 +15,11 @@ W, H = 160, 120
 
 @pytest.fixture
 def node_process():
-    args = [sys.executable, "-m", "posediff_ros.ros.node", "--ros-args", "-r", "__ns:=/bad",
-            "-p", "model_path:=random", "-p", "class_source:=parameter",
-            "-p", "mask_classes:=['1:mug']", "-p", "min_points:=20", "-p", "slop:=0.01"]
-    env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0")
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env)
+    proc = start_ros_module("posediff_ros.ros.node", "model_path:=random",
+                            "class_source:=parameter", "mask_classes:=['1:mug']", "min_points:=20",
+                            "slop:=0.01", namespace="bad")
     yield proc
-    if proc.poll() is None:
-        proc.send_signal(2)
-    try:
-        proc.communicate(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop(proc)
 
 
 def test_bad_inputs_are_logged_and_survived(node_process, rclpy_context):

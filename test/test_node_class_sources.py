@@ -1,13 +1,11 @@
 """Classes from a colour-coded class mask (class_source=color_mask), over real DDS; the node
 in its own process, this test publishing depth, camera_info and the colour mask."""
 
-import os
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
+from conftest import start_ros_module, stop
 
 pytestmark = pytest.mark.ros
 
@@ -16,20 +14,12 @@ W, H = 160, 120
 
 @pytest.fixture
 def color_mask_node():
-    args = [sys.executable, "-m", "posediff_ros.ros.node", "--ros-args", "-r", "__ns:=/colours",
-            "-p", "model_path:=random", "-p", "class_source:=color_mask",
-            "-p", "class_colors:=['mug:#ff0000', 'bowl:0,255,0']", "-p", "min_points:=20",
-            "-p", "num_samples:=3"]
-    env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0")
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env)
+    proc = start_ros_module("posediff_ros.ros.node", "model_path:=random",
+                            "class_source:=color_mask",
+                            "class_colors:=['mug:#ff0000', 'bowl:0,255,0']", "min_points:=20",
+                            "num_samples:=3", namespace="colours")
     yield proc
-    if proc.poll() is None:
-        proc.send_signal(2)
-    try:
-        proc.communicate(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop(proc)
 
 
 def test_colour_coded_masks_give_classes_and_covariance(color_mask_node, rclpy_context):

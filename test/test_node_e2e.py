@@ -3,13 +3,12 @@ test's subscriber. Checks counts, frames, stamps, classes, TF, markers, the debu
 parameters (`ros2 param`), run-time sampler changes, and (with the bundled model) accuracy.
 """
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import start_ros_module, stop
 
 pytestmark = pytest.mark.ros
 
@@ -19,26 +18,9 @@ CAMERA_FRAME = "test_camera"
 
 
 def start(module: str, *params: str, namespace: str = "") -> subprocess.Popen:
-    args = [sys.executable, "-m", module, "--ros-args"]
-    if namespace:
-        args += ["-r", f"__ns:=/{namespace}"]
-    for p in params:
-        args += ["-p", p]
-    env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0",
-               FASTDDS_DEFAULT_PROFILES_FILE=str(REPO / "config" / "fastdds_shm.xml"))
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env)
-
-
-def stop(proc: subprocess.Popen, timeout: float = 10.0) -> str:
-    if proc.poll() is None:
-        proc.send_signal(2)
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
-    return out or ""
+    # the large shared-memory segment, as the launch files set it for image publishers
+    return start_ros_module(module, *params, namespace=namespace, env={
+        "FASTDDS_DEFAULT_PROFILES_FILE": str(REPO / "config" / "fastdds_shm.xml")})
 
 
 class Pipeline:

@@ -5,27 +5,17 @@ exit code 1 and one clear line naming the file and the problem (never a tracebac
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
+from conftest import start_ros_module
 
 pytestmark = pytest.mark.ros
 
 
-def _start(module: str, *params: str, namespace: str) -> subprocess.Popen:
-    args = [sys.executable, "-m", module, "--ros-args", "-r", f"__ns:=/{namespace}"]
-    for p in params:
-        args += ["-p", p]
-    env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0")
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env)
-
-
 @pytest.fixture(scope="module")
 def camera():
-    proc = _start("posediff_ros.ros.synthetic_camera", "rate:=15.0", "ring_size:=1",
+    proc = start_ros_module("posediff_ros.ros.synthetic_camera", "rate:=15.0", "ring_size:=1",
                   "width:=320", "height:=240", "num_objects:=2", namespace="shutdown")
     yield proc
     proc.send_signal(signal.SIGINT)
@@ -35,7 +25,7 @@ def camera():
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_signal_while_processing_exits_cleanly(camera, sig):
-    node = _start("posediff_ros.ros.node", "model_path:=random", "log_period:=0.5",
+    node = start_ros_module("posediff_ros.ros.node", "model_path:=random", "log_period:=0.5",
                   "min_points:=20", namespace="shutdown")
     # wait until frames are being processed (the rate log line), then signal
     lines, deadline = [], time.monotonic() + 60
@@ -100,7 +90,7 @@ def _model_files(tmp_path):
 @pytest.mark.slow  # seven node processes start at once (torch import) on a shared CPU
 def test_broken_model_files_fail_at_start_with_a_clear_line(tmp_path):
     cases = _model_files(tmp_path)
-    procs = {name: _start("posediff_ros.ros.node", f"model_path:={path}",
+    procs = {name: start_ros_module("posediff_ros.ros.node", f"model_path:={path}",
                           namespace="badmodel") for name, (path, _) in cases.items()}
     for name, proc in procs.items():  # all at once: start-up is mostly importing torch
         out, _ = proc.communicate(timeout=120)

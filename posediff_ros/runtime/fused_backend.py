@@ -46,14 +46,8 @@ class FusedTorchBackend:
 
     def configure(self, settings: SamplerSettings) -> None:
         from ..export import GraphSettings, InferenceGraph
-        from ..model.sampler import get_solver, get_w
 
-        get_solver(settings.solver)  # ValueError on unknown names, as the torch backend
-        get_w(settings.w_schedule, torch.ones(2), 1.0)
-        if settings.init not in ("noise", "regression"):
-            raise ValueError(f"unknown init {settings.init!r}; known: noise, regression")
-        if settings.steps < 1 or settings.num_samples < 1:
-            raise ValueError("steps and num_samples must be >= 1")
+        settings.validate()
         self.settings = settings
         self.graph = InferenceGraph(self.model, GraphSettings.of(settings)).to(self.device).eval()
         self._captured: dict[int, tuple] = {}  # bucket -> (cuda graph, inputs, outputs)

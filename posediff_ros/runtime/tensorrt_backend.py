@@ -132,8 +132,7 @@ class TensorRTBackend:
     def configure(self, settings: SamplerSettings) -> None:
         from ..export import GraphSettings
 
-        if settings.steps < 1 or settings.num_samples < 1:
-            raise ValueError("steps and num_samples must be >= 1")
+        settings.validate()
         key = GraphSettings.of(settings)
         if key not in self._engines:
             self._engines[key] = self._load(settings)

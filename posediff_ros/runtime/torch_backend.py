@@ -47,17 +47,7 @@ class TorchBackend:
         self.configure(self.settings)
 
     def configure(self, settings: SamplerSettings) -> None:
-        from ..model.sampler import SOLVERS, W_SCHEDULES
-
-        if settings.solver not in SOLVERS:
-            raise ValueError(f"unknown solver {settings.solver!r}; known: {', '.join(SOLVERS)}")
-        if settings.w_schedule not in W_SCHEDULES:
-            raise ValueError(f"unknown w_schedule {settings.w_schedule!r}; "
-                             f"known: {', '.join(W_SCHEDULES)}")
-        if settings.init not in ("noise", "regression"):
-            raise ValueError(f"unknown init {settings.init!r}; known: noise, regression")
-        if settings.steps < 1 or settings.num_samples < 1:
-            raise ValueError("steps and num_samples must be >= 1")
+        settings.validate()
         self.settings = settings
 
     @torch.no_grad()

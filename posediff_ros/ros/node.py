@@ -15,7 +15,6 @@ thread takes it from a one-slot buffer, so nothing queues when inference is slow
 
 import copy
 import re
-import signal
 import sys
 import threading
 import time
@@ -28,7 +27,6 @@ from rcl_interfaces.msg import (
     ParameterDescriptor,
     SetParametersResult,
 )
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -50,6 +48,7 @@ from posediff_ros.ros import convert, messages
 from posediff_ros.ros.diagnostics import DiagnosticsPublisher, Health
 from posediff_ros.ros.overlay import draw_overlay
 from posediff_ros.ros.params import parse_class, parse_class_map, parse_palette
+from posediff_ros.ros.run import run_node
 from posediff_ros.runtime.base import SamplerSettings
 from posediff_ros.sync import ApproxTimeSync, LatestSlot
 from posediff_ros.validation import StampOrder, check_depth_range
@@ -411,28 +410,13 @@ class PoseNode(Node):
             self.stats = Stats(since=time.monotonic())
 
 
+def _stop_worker(node: PoseNode) -> None:
+    node.slot.close()
+    node.worker.join(timeout=10.0)  # no publishing into a destroyed node
+
+
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = PoseNode()
-    except Exception as err:  # noqa: BLE001 - any start-up failure: one clear line, exit 1
-        # bad configuration or a missing/corrupt model: say so clearly and exit non-zero
-        rclpy.logging.get_logger("posediff_node").fatal(f"cannot start: {err}")
-        rclpy.try_shutdown()
-        return 1
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        # A terminal's Ctrl-C reaches `ros2 launch` and the node, and launch then forwards its
-        # own SIGINT: ignore repeats while cleaning up, or they interrupt destroy_node().
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        node.slot.close()
-        node.worker.join(timeout=10.0)  # no publishing into a destroyed node
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(PoseNode, "posediff_node", args, cleanup=_stop_worker)
 
 
 if __name__ == "__main__":

@@ -13,9 +13,7 @@ import sys
 import threading
 
 import numpy as np
-import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
@@ -30,6 +28,7 @@ from vision_msgs.msg import (
 
 from posediff_ros.categories import BY_ID
 from posediff_ros.ros import convert, messages
+from posediff_ros.ros.run import run_node
 
 PARAMETERS = {
     "rate": (5.0, "frames per second"),
@@ -159,25 +158,8 @@ class SyntheticCamera(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = SyntheticCamera()
-    except ValueError as err:
-        rclpy.logging.get_logger("synthetic_camera").fatal(f"cannot start: {err}")
-        rclpy.try_shutdown()
-        return 1
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        try:  # a second Ctrl-C during clean-up must not print a traceback
-            node.stop.set()
-            node.destroy_node()
-            rclpy.try_shutdown()
-        except KeyboardInterrupt:
-            pass
-    return 0
+    return run_node(SyntheticCamera, "synthetic_camera", args,
+                    cleanup=lambda node: node.stop.set(), startup_errors=(ValueError,))
 
 
 if __name__ == "__main__":

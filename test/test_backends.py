@@ -113,7 +113,7 @@ def test_onnx_configure_at_run_time(model_json, cache):
 
 
 def test_uses_a_graph_shipped_beside_the_model(model_json, tmp_path, monkeypatch):
-    from posediff_ros.export import main as export_main
+    from posediff_ros.cli.export import main as export_main
 
     monkeypatch.setenv("POSEDIFF_CACHE", str(tmp_path / "empty"))
     export_main(["--model", str(model_json), "--steps", "5"])

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from posediff_ros.bench import (
+from posediff_ros.cli.bench import (
     BenchConfig,
     GenPoseBaseline,
     frame_points,
@@ -14,7 +14,7 @@ from posediff_ros.bench import (
     percentiles,
     render_bench_frame,
 )
-from posediff_ros.export import load_any
+from posediff_ros.cli.export import load_any
 
 
 @pytest.fixture(autouse=True)

@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
+from posediff_ros.cli.evaluate import EvalConfig, evaluate_frames, main
 from posediff_ros.data.nocs import Frame, GTInstance, iter_frames
-from posediff_ros.evaluate import EvalConfig, evaluate_frames, main
 from posediff_ros.geometry import axis_angle_to_matrix, intrinsics_matrix, rotation_about_y
 from posediff_ros.metrics import COLUMNS
 from posediff_ros.runtime.base import PoseBatch

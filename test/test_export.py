@@ -9,7 +9,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from posediff_ros.export import (
+from posediff_ros.cli.export import (
     INPUTS,
     OUTPUTS,
     PARTS,

@@ -217,7 +217,7 @@ def test_real275_layout_files(tmp_path):
 
 
 def test_generate_cli_and_contact_sheet(tmp_path):
-    from posediff_ros.generate import main
+    from posediff_ros.cli.generate import main
 
     main(["--out", str(tmp_path / "a"), "--scenes", "2", "--frames-per-scene", "1",
           "--seed", "77", "--workers", "1", "--contact-sheet", str(tmp_path / "sheet.png")])

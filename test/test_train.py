@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from posediff_ros.cli.train import TrainConfig, get_lr, load_config, load_split, make_batch, train
 from posediff_ros.data.cache import load_cache
 from posediff_ros.model.posenet import load_model
 from posediff_ros.model.rotation import rot6d_to_matrix
-from posediff_ros.train import TrainConfig, get_lr, load_config, load_split, make_batch, train
 
 torch.set_num_threads(1)
 
@@ -166,7 +166,7 @@ def test_torchrun_ddp_two_processes(tmp_path):
 
     cfg = tiny(tmp_path)
     torchrun = Path(sys.executable).parent / "torchrun"
-    cmd = [str(torchrun), "--nproc_per_node", "2", "-m", "posediff_ros.train",
+    cmd = [str(torchrun), "--nproc_per_node", "2", "-m", "posediff_ros.cli.train",
            "--train_cache", cfg.train_cache, "--val_cache", cfg.val_cache, "--num_points", "64",
            "--feat_dim", "64", "--emb_dim", "8", "--hidden", "64", "--batch_size", "8",
            "--max_steps", "10", "--phase1_steps", "5", "--eval_every", "5", "--threads", "1",
@@ -180,7 +180,7 @@ def test_torchrun_ddp_two_processes(tmp_path):
 def test_results_pipeline_end_to_end(tmp_path, monkeypatch):
     """posediff-results on a tiny trained model: every JSON is written and RESULTS.md is
     generated from them (tables, plots, verdict and target lines)."""
-    from posediff_ros import results
+    from posediff_ros.cli import results
 
     cfg = tiny(tmp_path, export=str(tmp_path / "m.json"), eval_every=10)
     train(cfg, command="posediff-train --tiny")

@@ -40,12 +40,12 @@ class FusedTorchBackend:
         self.amp = AMP[amp]
         self.cuda_graphs = bool(cuda_graphs) and self.device.type == "cuda"
         self.buckets = tuple(buckets)
-        from ..export import model_settings
+        from ..cli.export import model_settings
 
         self.configure(settings or model_settings(model))
 
     def configure(self, settings: SamplerSettings) -> None:
-        from ..export import GraphSettings, InferenceGraph
+        from ..cli.export import GraphSettings, InferenceGraph
 
         settings.validate()
         self.settings = settings
@@ -91,7 +91,7 @@ class FusedTorchBackend:
         return tuple(o[:b] for o in out)
 
     def predict(self, points: np.ndarray, class_ids: np.ndarray) -> PoseBatch:
-        from ..export import OUTPUTS
+        from ..cli.export import OUTPUTS
 
         s = self.settings
         if len(points) == 0:
@@ -110,7 +110,7 @@ class FusedTorchBackend:
 def factory(model_path, device: str = "cpu", settings: SamplerSettings | None = None,
             **options) -> FusedTorchBackend:
     """load_backend("torch-fused", ...): options cuda_graphs, amp, buckets."""
-    from ..export import load_any
+    from ..cli.export import load_any
 
     keep = {k: options[k] for k in ("cuda_graphs", "amp", "buckets") if k in options}
     return FusedTorchBackend(load_any(model_path), device, settings, **keep)

@@ -102,7 +102,7 @@ class OnnxBackend:
             import onnxruntime as ort
         except ImportError as e:
             raise BackendUnavailable(f"onnxruntime is not installed ({e})") from None
-        from ..export import weights_hash
+        from ..cli.export import weights_hash
 
         self._ort = ort
         self.model = model.cpu().eval()
@@ -114,7 +114,7 @@ class OnnxBackend:
         trt_cache = (self.cache_dir or _default_dir()) / "ort-trt"
         self.providers = providers_for(self.device, provider, trt_cache)
         self._sessions: dict[tuple, list] = {}
-        from ..export import model_settings
+        from ..cli.export import model_settings
 
         self.configure(settings or model_settings(model))
 
@@ -131,7 +131,7 @@ class OnnxBackend:
         return self._ort.InferenceSession(str(path), so, providers=self.providers)
 
     def graph_paths(self, settings: SamplerSettings) -> list[Path]:
-        from ..export import GraphSettings, ensure_graph
+        from ..cli.export import GraphSettings, ensure_graph
 
         gs = GraphSettings.of(settings)
         parts = ("encoder", "sampler") if self.split else ("full",)
@@ -139,7 +139,7 @@ class OnnxBackend:
                 for part in parts]
 
     def configure(self, settings: SamplerSettings) -> None:
-        from ..export import GraphSettings
+        from ..cli.export import GraphSettings
 
         settings.validate()
         key = GraphSettings.of(settings)
@@ -173,7 +173,7 @@ class OnnxBackend:
 
 
 def _default_dir() -> Path:
-    from ..export import default_cache_dir
+    from ..cli.export import default_cache_dir
 
     return default_cache_dir()
 
@@ -181,7 +181,7 @@ def _default_dir() -> Path:
 def factory(model_path, device: str = "cpu", settings: SamplerSettings | None = None,
             **options) -> OnnxBackend:
     """load_backend("onnxruntime", ...): options provider, split, threads, cache_dir."""
-    from ..export import load_any
+    from ..cli.export import load_any
 
     try:
         import onnxruntime  # noqa: F401

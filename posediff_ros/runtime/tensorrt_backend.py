@@ -82,7 +82,7 @@ class TensorRTBackend:
         if not str(device).startswith("cuda") or not torch.cuda.is_available():
             raise BackendUnavailable(f"TensorRT needs a CUDA device (device={device}, "
                                      f"torch.cuda.is_available()={torch.cuda.is_available()})")
-        from ..export import default_cache_dir, weights_hash
+        from ..cli.export import default_cache_dir, weights_hash
 
         self.trt = trt
         self.model = model.cpu().eval()
@@ -95,12 +95,12 @@ class TensorRTBackend:
         self.gpu = torch.cuda.get_device_name(self.device)
         self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self._engines: dict = {}
-        from ..export import model_settings
+        from ..cli.export import model_settings
 
         self.configure(settings or model_settings(model))
 
     def engine_path(self, settings: SamplerSettings) -> Path:
-        from ..export import GraphSettings
+        from ..cli.export import GraphSettings
 
         tag = GraphSettings.of(settings).tag()
         key = engine_key(self.whash, tag, self.gpu, self.trt.__version__, self.max_objects,
@@ -109,7 +109,7 @@ class TensorRTBackend:
         return self.cache_dir / "trt" / f"{tag}.{gpu}.trt{self.trt.__version__}.{key}.engine"
 
     def _load(self, settings: SamplerSettings):
-        from ..export import GraphSettings, ensure_graph
+        from ..cli.export import GraphSettings, ensure_graph
 
         path = self.engine_path(settings)
         if not path.is_file():
@@ -130,7 +130,7 @@ class TensorRTBackend:
         return engine, engine.create_execution_context()
 
     def configure(self, settings: SamplerSettings) -> None:
-        from ..export import GraphSettings
+        from ..cli.export import GraphSettings
 
         settings.validate()
         key = GraphSettings.of(settings)
@@ -194,7 +194,7 @@ def factory(model_path, device: str = "cuda", settings: SamplerSettings | None =
         raise BackendUnavailable(f"tensorrt is not installed ({e})") from None
     if not str(device).startswith("cuda") or not torch.cuda.is_available():
         raise BackendUnavailable(f"TensorRT needs a CUDA device (device={device})")
-    from ..export import load_any
+    from ..cli.export import load_any
 
     keep = {k: options[k] for k in ("max_objects", "fp16", "cache_dir") if k in options}
     return TensorRTBackend(load_any(model_path), model_path, device, settings, **keep)

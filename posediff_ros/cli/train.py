@@ -10,7 +10,7 @@ Modes (the paper's two phases and the GenPose-style baseline):
 
 usage:
   posediff-train [--config config/train_default.yaml] [--key value ...]
-  torchrun --nproc_per_node N -m posediff_ros.train ...   (DDP; rank 0 logs and checkpoints)
+  torchrun --nproc_per_node N -m posediff_ros.cli.train ...   (DDP; rank 0 logs and checkpoints)
 
 Everything is seeded; a run directory holds ckpt.safetensors + ckpt.json (model, EMA and
 optimizer tensors, step, RNG state; no pickle), log.jsonl (one JSON line per log/eval) and,
@@ -34,9 +34,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .categories import BY_NAME
-from .model.posenet import PoseNet, PoseNetConfig, pose_target, pose_to_camera, save_model
-from .model.rotation import canonical_symmetric
+from ..categories import BY_NAME
+from ..model.posenet import PoseNet, PoseNetConfig, pose_target, pose_to_camera, save_model
+from ..model.rotation import canonical_symmetric
 
 
 @dataclass
@@ -157,7 +157,7 @@ class Split:
 
 
 def load_split(path: str, limit: int = 0, shards: str = "") -> Split:
-    from .data.cache import FIELDS, TrainingCache, load_cache, shard_path
+    from ..data.cache import FIELDS, TrainingCache, load_cache, shard_path
 
     if shards:
         a, b = (int(v) for v in shards.split(":"))
@@ -264,7 +264,7 @@ def dsm_loss(model: PoseNet, cond: torch.Tensor, x0: torch.Tensor, draws: int, t
 def evaluate(model: PoseNet, split: Split, cfg: TrainConfig, device) -> dict:
     """Regression head and one score-scaled sample on the first eval_objects objects: NOCS
     per-object accuracies (posediff_ros.metrics), class means."""
-    from .metrics import accuracy_table, object_errors
+    from ..metrics import accuracy_table, object_errors
 
     model.eval()
     n = min(cfg.eval_objects, len(split))

@@ -124,7 +124,7 @@ class Frame:
 
 def render_bench_frame(seed: int = 0) -> Frame:
     """One synthetic tabletop frame with six objects (640x480, noisy depth)."""
-    from .data.synthetic import make_scene, render_frame, sample_camera
+    from ..data.synthetic import make_scene, render_frame, sample_camera
 
     rng = np.random.default_rng(seed)
     for _ in range(20):
@@ -140,7 +140,7 @@ def render_bench_frame(seed: int = 0) -> Frame:
 def frame_points(frame: Frame, b: int, num_points: int, rng: np.random.Generator):
     """Points of b objects (instances reused cyclically when b > visible ones), as the node
     extracts them: (b, P, 3) float32, (b,) class ids."""
-    from .data.points import frame_objects
+    from ..data.points import frame_objects
 
     ids = [frame.ids[i % len(frame.ids)] for i in range(b)]
     found = frame_objects(frame.depth, frame.mask, frame.K, ids, num_points, rng,
@@ -151,7 +151,7 @@ def frame_points(frame: Frame, b: int, num_points: int, rng: np.random.Generator
 def load_test_set(path: str | None, n: int, num_points: int):
     """First n objects of a cache (points cut to the model's P, as train.py evaluates), or
     n objects generated now from the test seed range when no cache is given."""
-    from .data.cache import build_shard, load_cache
+    from ..data.cache import build_shard, load_cache
 
     if path and list(Path(path).glob("shard_*.npz")):
         c = load_cache(path)
@@ -166,7 +166,7 @@ def load_test_set(path: str | None, n: int, num_points: int):
 
 
 def accuracy(rot, trans, size, test) -> dict:
-    from .metrics import accuracy_table, object_errors
+    from ..metrics import accuracy_table, object_errors
 
     err = object_errors(rot, trans, test["rotations"], test["translations"], test["class_ids"],
                         test["handle_visible"], size, test["sizes"])
@@ -199,8 +199,8 @@ class GenPoseBaseline:
 
     @torch.no_grad()
     def sample(self, cond, centroid, scale, reg):
-        from .model.posenet import pose_to_camera
-        from .model.sampler import select_and_average
+        from ..model.posenet import pose_to_camera
+        from ..model.sampler import select_and_average
 
         gen = torch.Generator().manual_seed(self.seed)
         noise = torch.randn(len(cond), self.hypotheses, 9, generator=gen).to(self.device)
@@ -255,8 +255,8 @@ def machine_info(device: str) -> dict:
 
 
 def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
+    from ..runtime import load_backend
     from .export import load_any, model_settings
-    from .runtime import load_backend
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -402,8 +402,8 @@ def measure_configure(model, steps: int, threads: int | None) -> dict:
     (session only), and back to a setting already loaded (a dict lookup)."""
     import tempfile
 
+    from ..runtime.onnx_backend import OnnxBackend
     from .export import model_settings
-    from .runtime.onnx_backend import OnnxBackend
 
     new = model_settings(model, steps=steps + 3)
     out = {}
@@ -429,8 +429,8 @@ def measure_configure(model, steps: int, threads: int | None) -> dict:
 def run_accuracy(cfg: BenchConfig, model, base: GenPoseBaseline, progress: bool) -> dict:
     """Ours at every step count (torch backend; the other backends match it to < 1e-4) and the
     baseline, on the same held-out objects."""
+    from ..runtime.torch_backend import TorchBackend
     from .export import model_settings
-    from .runtime.torch_backend import TorchBackend
 
     test, src = load_test_set(cfg.test_cache, cfg.accuracy_objects, model.cfg.num_points)
     out = {"test_set": src, "ours": {}, "baseline": None}
@@ -577,7 +577,7 @@ def markdown(res: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from .runtime import DEFAULT_MODEL
+    from ..runtime import DEFAULT_MODEL
 
     ap = argparse.ArgumentParser(prog="posediff-bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=str(DEFAULT_MODEL) if DEFAULT_MODEL.is_file()
@@ -617,7 +617,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("repeats", "baseline_hypotheses", "baseline_steps", "accuracy_objects"):
         if getattr(a, name) is not None:
             kw[name] = getattr(a, name)
-    repo_test = Path(__file__).resolve().parents[1] / "data" / "cache_test"
+    repo_test = Path(__file__).resolve().parents[2] / "data" / "cache_test"
     kw["test_cache"] = a.test_cache or (str(repo_test) if repo_test.is_dir() else None)
     cfg = BenchConfig.quick_config(**kw) if a.quick else BenchConfig(**kw)
     res = run_bench(cfg, progress=not a.no_progress)

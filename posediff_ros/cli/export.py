@@ -29,11 +29,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .model.posenet import PoseNet, load_model, pose_to_camera
-from .model.rotation import rot6d_to_matrix
-from .model.sampler import get_sigmas, get_solver, get_w
-from .runtime.base import SamplerSettings
-from .runtime.torch_backend import agreement_score
+from ..model.posenet import PoseNet, load_model, pose_to_camera
+from ..model.rotation import rot6d_to_matrix
+from ..model.sampler import get_sigmas, get_solver, get_w
+from ..runtime.base import SamplerSettings
+from ..runtime.torch_backend import agreement_score
 
 log = logging.getLogger("posediff_ros.export")
 
@@ -310,7 +310,7 @@ def _matches(path: Path, whash: str) -> bool:
 def load_any(model_path: str | os.PathLike) -> PoseNet:
     """A model JSON, or "random" (a seeded fresh network, as runtime.load_backend does)."""
     if str(model_path) == "random":
-        from .model.posenet import PoseNetConfig
+        from ..model.posenet import PoseNetConfig
 
         torch.manual_seed(0)
         return PoseNet(PoseNetConfig()).eval()
@@ -321,7 +321,7 @@ def load_any(model_path: str | os.PathLike) -> PoseNet:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from .runtime import DEFAULT_MODEL
+    from ..runtime import DEFAULT_MODEL
 
     ap = argparse.ArgumentParser(
         prog="posediff-export",
@@ -341,7 +341,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--split", action="store_true",
                     help="also write the encoder and sampler stages as separate graphs")
     a = ap.parse_args(argv)
-    from .model.posenet import ModelFileError
+    from ..model.posenet import ModelFileError
 
     try:
         model = load_any(a.model)

@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .categories import BY_ID, NAMES
-from .metrics import accuracy_table, object_errors
-from .model.posenet import PoseNet, load_model, pose_to_camera
-from .model.rotation import mean_rotation
-from .model.sampler import select_and_average
+from ..categories import BY_ID, NAMES
+from ..metrics import accuracy_table, object_errors
+from ..model.posenet import PoseNet, load_model, pose_to_camera
+from ..model.rotation import mean_rotation
+from ..model.sampler import select_and_average
 
 RESULTS = Path("docs/results")
 IMAGES = Path("docs/images")
@@ -135,7 +135,7 @@ def cmd_evaluate(args) -> None:
     n = len(test["class_ids"])
     cond, cent, scale, size, reg = condition_all(model, test)
     rows = {}
-    from .model.rotation import rot6d_to_matrix
+    from ..model.rotation import rot6d_to_matrix
 
     r_reg = rot6d_to_matrix(reg[:, :6])
     t_reg = cent + scale[:, None] * reg[:, 6:]

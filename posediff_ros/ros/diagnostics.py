@@ -149,7 +149,7 @@ class DiagnosticsPublisher:
                    "queued messages": sum(len(q) for q in node.sync.queues.values())}
         backend = node.pipeline.backend
         extra = {"backend": getattr(backend, "name", type(backend).__name__),
-                 "model": node.p["model_path"] or "bundled default"}
+                 "model": node.params.model_path or "bundled default"}
         return self.health.status(list(node.sync.topics), dropped, extra)
 
     def publish(self) -> None:

@@ -11,9 +11,15 @@ Publishes: object_poses (Detection3DArray, see ros/messages.py), /tf, markers (M
 Depth, mask (and detections) are paired by approximate time (`slop`); camera_info and colour
 are taken as the latest / nearest. Only the newest complete frame is processed: a worker
 thread takes it from a one-slot buffer, so nothing queues when inference is slow.
+
+Parameters are read into one frozen NodeParams (ros/params.py). The sampler's can change
+while running: the on-set callback only checks a change; the worker applies it between frames
+(a backend may export a graph for new settings), so the executor never waits for inference.
 """
 
 import copy
+import dataclasses
+import logging
 import re
 import sys
 import threading
@@ -35,27 +41,24 @@ from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray, Detection3DArray
 from visualization_msgs.msg import MarkerArray
 
+from posediff_ros.frame_checks import frame_problems
 from posediff_ros.pipeline import (
     FallbackOnFailure,
     Pipeline,
     PipelineConfig,
-    check_frame,
-    instance_ids,
     instances_from_color_mask,
     object_names,
 )
 from posediff_ros.ros import convert, messages
 from posediff_ros.ros.diagnostics import DiagnosticsPublisher, Health
+from posediff_ros.ros.log_bridge import forward_core_logs
 from posediff_ros.ros.overlay import draw_overlay
-from posediff_ros.ros.params import parse_class, parse_class_map, parse_palette
+from posediff_ros.ros.params import SAMPLER_PARAMS, NodeParams, parse_class
 from posediff_ros.ros.run import run_node
 from posediff_ros.runtime.base import SamplerSettings
 from posediff_ros.sync import ApproxTimeSync, LatestSlot
-from posediff_ros.validation import StampOrder, check_depth_range
+from posediff_ros.validation import StampOrder
 
-CLASS_SOURCES = ("detections", "parameter", "color_mask")
-# parameters of the sampler: changeable while running
-SAMPLER_PARAMS = ("steps", "solver", "w_schedule", "w_max", "num_samples", "init", "seed")
 TF_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
                     durability=DurabilityPolicy.VOLATILE)
 
@@ -137,38 +140,58 @@ class PoseNode(Node):
         super().__init__("posediff_node", **kwargs)
         for name, (default, descriptor) in PARAMETERS.items():
             self.declare_parameter(name, default, descriptor)
-        p = self.p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        self.params = NodeParams.from_ros(self._parameter_values())
+        self._requested = self._handled = self.params  # the latest accepted change, and the
+        # latest the worker has applied (or failed to)
         self._last_log: dict[str, float] = {}
         self.health = Health()  # fed by the callbacks, published on /diagnostics
-        self._validate_static(p)
-        self.pipeline = self._load_pipeline(p)
+        # the core's log records (backend fallback, graph export) go to this node's logger
+        self._log_bridge = forward_core_logs(self.get_logger())
+        self.pipeline = self._load_pipeline(self.params)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         self.camera_info: CameraInfo | None = None
         self.colors: list[Image] = []
-        topics = ["depth", "mask"] + (["detections"] if p["class_source"] == "detections" else [])
-        self.sync = ApproxTimeSync(topics, p["slop"], p["queue_size"])
+        self.sync = ApproxTimeSync(self.params.sync_topics, self.params.slop,
+                                   self.params.queue_size)
         self.stamp_order = StampOrder()
         self.slot = LatestSlot()
         self.markers = messages.MarkerTracker()
         self.stats = Stats(since=time.monotonic())
+        self._create_subscriptions()
+        self._create_publishers()
+        self.worker = threading.Thread(target=self._work, name="posediff_worker", daemon=True)
+        self.worker.start()
+        self.diagnostics = DiagnosticsPublisher(self, self.health)
+        p = self.params
+        self.get_logger().info(
+            f"ready: backend {self.pipeline.backend.name}, {self.pipeline.backend.num_points} "
+            f"points/object, classes from {p.class_source}, sync {p.sync_topics} slop {p.slop}s")
 
+    # --- start-up -----------------------------------------------------------------------------
+
+    def _parameter_values(self, changes: dict | None = None) -> dict:
+        values = {name: self.get_parameter(name).value for name in PARAMETERS}
+        return {**values, **(changes or {})}
+
+    def _create_subscriptions(self) -> None:
         qos = qos_profile_sensor_data
         self.create_subscription(Image, "depth", lambda m: self._on_sync("depth", m), qos)
         self.create_subscription(Image, "mask", lambda m: self._on_sync("mask", m), qos)
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos)
-        if "detections" in topics:
+        if "detections" in self.params.sync_topics:
             self.create_subscription(Detection2DArray, "detections",
                                      lambda m: self._on_sync("detections", m), qos)
-        if p["publish_overlay"]:
+        if self.params.publish_overlay:
             self.create_subscription(Image, "color", self._on_color, qos)
 
+    def _create_publishers(self) -> None:
         self.poses_pub = self.create_publisher(Detection3DArray, "object_poses", 10)
         self.markers_pub = self.create_publisher(MarkerArray, "markers", 10)
         self.cloud_pub = self.create_publisher(PointCloud2, "debug/points", 2)
         self.overlay_pub = self.create_publisher(Image, "overlay", 2)
         self.tf_broadcaster = None
-        if p["publish_tf"]:
+        if self.params.publish_tf:
             try:  # a real distro: the standard broadcaster
                 from tf2_ros import TransformBroadcaster
 
@@ -179,73 +202,65 @@ class PoseNode(Node):
                 self.tf_pub = self.create_publisher(TFMessage, "/tf", TF_QOS)
                 self._tf_message = TFMessage
 
-        self.worker = threading.Thread(target=self._work, name="posediff_worker", daemon=True)
-        self.worker.start()
-        self.diagnostics = DiagnosticsPublisher(self, self.health)
-        self.get_logger().info(
-            f"ready: backend {self.pipeline.backend.name}, {self.pipeline.backend.num_points} "
-            f"points/object, classes from {p['class_source']}, sync {topics} slop {p['slop']}s")
-
-    # --- start-up -----------------------------------------------------------------------------
-
-    def _validate_static(self, p: dict) -> None:
-        if p["class_source"] not in CLASS_SOURCES:
-            raise ValueError(f"class_source {p['class_source']!r} not in {CLASS_SOURCES}")
-        if p["depth_min"] >= p["depth_max"]:
-            raise ValueError(f"depth_min {p['depth_min']} must be < depth_max {p['depth_max']}")
-        self.class_map = parse_class_map(p["mask_classes"])
-        self.palette = parse_palette(p["class_colors"])
-        if p["class_source"] == "parameter" and not self.class_map:
-            raise ValueError("class_source=parameter needs mask_classes, e.g. ['1:mug', '2:bowl']")
-        if p["class_source"] == "color_mask" and not self.palette:
-            raise ValueError("class_source=color_mask needs class_colors, e.g. ['mug:#ff0000']")
-
-    def _sampler_settings(self, p: dict) -> SamplerSettings:
+    def _sampler_settings(self, p: NodeParams) -> SamplerSettings:
         """The model's own sampler settings with the parameters that are set on top."""
-        base = self.model_sampler
-        return SamplerSettings(
-            steps=p["steps"] or base.steps, solver=p["solver"] or base.solver,
-            w_schedule=p["w_schedule"] or base.w_schedule,
-            w_max=p["w_max"] if p["w_max"] >= 0 else base.w_max,
-            num_samples=p["num_samples"], init=p["init"] or base.init,
-            seed=None if p["seed"] < 0 else p["seed"])
+        return dataclasses.replace(self.model_sampler, **p.sampler_overrides())
 
-    def _load_pipeline(self, p: dict) -> Pipeline:
+    def _load_pipeline(self, p: NodeParams) -> Pipeline:
         from posediff_ros.runtime import DEFAULT_MODEL, load_backend
 
-        if p["threads"] > 0 and p["backend"] == "torch":
+        if p.threads and p.backend == "torch":
             import torch
 
-            torch.set_num_threads(p["threads"])
-        path = p["model_path"] or str(DEFAULT_MODEL)
-        backend = load_backend(p["backend"], path, device=p["device"])
+            torch.set_num_threads(p.threads)
+        path = p.model_path or str(DEFAULT_MODEL)
+        backend = load_backend(p.backend, path, device=p.device)
         # backends start with the sampler settings stored with the model
         self.model_sampler = copy.copy(getattr(backend, "settings", SamplerSettings()))
         backend.configure(self._sampler_settings(p))
-        if (backend.name, str(p["device"])) != ("torch", "cpu"):  # a run-time fault: CPU torch
+        if (backend.name, p.device) != ("torch", "cpu"):  # a run-time fault: CPU torch
             backend = FallbackOnFailure(backend, lambda: load_backend("torch", path, "cpu"),
                                         self.get_logger().error)
-        if p["num_points"] and p["num_points"] != backend.num_points:
-            raise ValueError(f"num_points {p['num_points']} != the model's {backend.num_points}"
+        if p.num_points and p.num_points != backend.num_points:
+            raise ValueError(f"num_points {p.num_points} != the model's {backend.num_points}"
                              " (set 0 to use the model's)")
-        config = PipelineConfig(min_points=p["min_points"], max_objects=p["max_objects"],
-                                depth_range=(p["depth_min"], p["depth_max"]))
+        config = PipelineConfig(min_points=p.min_points, max_objects=p.max_objects,
+                                depth_range=p.depth_range)
         self.get_logger().info(f"model {path} loaded; sampler {self._sampler_settings(p)}")
         return Pipeline(backend, config)
 
+    # --- parameter changes: checked here, applied by the worker between frames ----------------
+
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
-        """Sampler parameters apply at once (validated by configuring the backend)."""
-        changed = {q.name: q.value for q in params if q.name in SAMPLER_PARAMS}
-        if not changed:
+        """Runs in the executor: validates only (fast), never waits for inference. Only the
+        sampler's parameters change (the others are declared read-only)."""
+        changes = {q.name: q.value for q in params if q.name in SAMPLER_PARAMS}
+        if not changes:
             return SetParametersResult(successful=True)
-        candidate = dict(self.p, **changed)
         try:
-            self.pipeline.configure(self._sampler_settings(candidate))
+            requested = NodeParams.from_ros(self._parameter_values(changes))
+            self._sampler_settings(requested).validate()
         except (ValueError, KeyError, TypeError) as err:
             return SetParametersResult(successful=False, reason=str(err))
-        self.p = candidate
-        self.get_logger().info(f"sampler settings changed: {changed}")
+        self._requested = requested  # one reference swap: the worker picks it up
         return SetParametersResult(successful=True)
+
+    def _apply_requested(self) -> None:
+        """In the worker, between frames: configure the backend (which may export a graph)."""
+        requested = self._requested
+        if requested is self._handled:
+            return
+        self._handled = requested
+        settings = self._sampler_settings(requested)
+        try:
+            self.pipeline.configure(settings)
+        except Exception as err:  # noqa: BLE001 - a failed export must not stop the node
+            self.get_logger().error(f"sampler settings {settings} not applied: {err}")
+            return
+        changed = {k: getattr(requested, k) for k in SAMPLER_PARAMS
+                   if getattr(requested, k) != getattr(self.params, k)}
+        self.params = requested
+        self.get_logger().info(f"sampler settings changed: {changed}")
 
     # --- inputs ---------------------------------------------------------------------------
 
@@ -282,7 +297,7 @@ class PoseNode(Node):
         if self.sync.stats.dropped > dropped:
             self._warn("sync", f"{self.sync.stats.dropped} input messages dropped so far "
                        f"without a partner: one of {self.sync.topics} lost (best-effort "
-                       f"transport) or stamps further apart than slop {self.p['slop']} s")
+                       f"transport) or stamps further apart than slop {self.params.slop} s")
         if frame is not None:
             self.slot.put(frame)
 
@@ -290,6 +305,7 @@ class PoseNode(Node):
 
     def _work(self) -> None:
         while rclpy.ok(context=self.context) and not self.slot.closed:
+            self._apply_requested()
             frame = self.slot.take(timeout=0.5)
             if frame is None:
                 continue
@@ -300,8 +316,8 @@ class PoseNode(Node):
                 self._warn(f"error:{name}", f"frame skipped: {name}: {err}")
 
     def _classes(self, frame: dict) -> dict[int, int]:
-        if self.p["class_source"] == "parameter":
-            return self.class_map
+        if self.params.class_source == "parameter":
+            return self.params.mask_classes
         classes = {}
         for det in frame["detections"].detections:
             if not det.results:
@@ -313,43 +329,38 @@ class PoseNode(Node):
         return classes
 
     def _process(self, frame: dict) -> None:
+        p = self.params
         depth_msg, mask_msg = frame["depth"], frame["mask"]
         try:
             depth = convert.depth_to_metres(depth_msg)
         except ValueError as err:
             return self._warn("depth", f"depth image rejected: {err}")
         try:
-            if self.p["class_source"] == "color_mask":
+            if p.class_source == "color_mask":
                 mask, classes = instances_from_color_mask(convert.color_to_rgb(mask_msg),
-                                                          self.palette)
+                                                          p.class_colors)
                 background = 0
             else:
                 mask = convert.mask_to_numpy(mask_msg)
                 classes = self._classes(frame)
-                background = self.p["mask_background"]
+                background = p.mask_background
         except ValueError as err:
             return self._warn("mask", f"mask image rejected: {err}")
-        info = self.camera_info
-        K = None
+        info, K = self.camera_info, None
         if info is not None:
             try:
                 K = convert.camera_info_to_k(info)
             except ValueError as err:
                 return self._warn("camera_info", f"camera_info rejected: {err}")
-            if (info.width, info.height) != (depth.shape[1], depth.shape[0]):
-                return self._warn("camera_info", f"camera_info is {info.width}x{info.height} "
-                                  f"but depth is {depth.shape[1]}x{depth.shape[0]}")
-        problem = check_frame(depth, mask, K) or check_depth_range(
-            depth, (self.p["depth_min"], self.p["depth_max"]))
-        if problem:
-            return self._warn(f"frame:{problem[:12]}", f"frame skipped: {problem}")
-        info_age = time.monotonic() - self.health.last_seen.get("camera_info", 0.0)
-        if info_age > self.health.limits.stale_camera_info_s:
-            self._warn("stale_info", f"camera_info is stale ({info_age:.0f} s old): "
-                       "using the last one")
-        if not instance_ids(mask, background):
-            self._warn("empty", f"mask has no objects (all pixels = background "
-                       f"{background})", period=30.0)
+        problems = frame_problems(
+            depth, mask, K, camera_size=None if info is None else (info.width, info.height),
+            depth_range=p.depth_range, background=background,
+            camera_info_age_s=time.monotonic() - self.health.last_seen.get("camera_info", 0.0),
+            stale_after_s=self.health.limits.stale_camera_info_s)
+        for problem in problems:
+            self._warn(problem.kind, problem.text, period=problem.period_s)
+        if any(problem.skip for problem in problems):
+            return
         result = self.pipeline.process(depth, mask, K, classes, background)
         self.health.inference(result.timings_ms.get("inference", 0.0))
         for inst, why in result.skipped:
@@ -360,31 +371,31 @@ class PoseNode(Node):
 
     def _publish(self, frame: dict, depth_msg: Image, K, result) -> None:
         header = Header(stamp=depth_msg.header.stamp,
-                        frame_id=self.p["camera_frame"] or depth_msg.header.frame_id)
+                        frame_id=self.params.camera_frame or depth_msg.header.frame_id)
         objects = result.objects
-        names = object_names(objects, self.p["frame_prefix"])
+        names = object_names(objects, self.params.frame_prefix)
         self.poses_pub.publish(messages.detections_msg(header, objects))
-        if self.p["publish_tf"] and objects:
+        if self.params.publish_tf and objects:
             tfs = messages.transforms(header, objects, names)
             if self.tf_broadcaster is not None:
                 self.tf_broadcaster.sendTransform(tfs)
             else:
                 self.tf_pub.publish(self._tf_message(transforms=tfs))
-        if self.p["publish_markers"]:
+        if self.params.publish_markers:
             self.markers_pub.publish(self.markers.update(header, objects, names))
-        if self.p["publish_debug"] and objects:
+        if self.params.publish_debug and objects:
             import numpy as np
 
             points = np.concatenate([o.points for o in objects])
             labels = np.repeat([o.instance_id for o in objects], [len(o.points) for o in objects])
             self.cloud_pub.publish(convert.points_to_cloud(points, labels, header=header))
-        if self.p["publish_overlay"]:
+        if self.params.publish_overlay:
             self._publish_overlay(header, frame["_stamp_ns"], K, objects, names)
         self._count(frame["_stamp_ns"], len(objects))
 
     def _publish_overlay(self, header: Header, stamp_ns: int, K, objects, names) -> None:
         near = [c for c in self.colors
-                if abs(convert.stamp_to_ns(c.header.stamp) - stamp_ns) <= self.p["slop"] * 1e9]
+                if abs(convert.stamp_to_ns(c.header.stamp) - stamp_ns) <= self.params.slop * 1e9]
         if not near:
             return self._warn("overlay", "no colour image near the frame's stamp: no overlay")
         try:
@@ -402,7 +413,7 @@ class PoseNode(Node):
         s.latency_ms_sum += latency_ms
         self.health.output(latency_ms)
         elapsed = time.monotonic() - s.since
-        if self.p["log_period"] > 0 and elapsed >= self.p["log_period"]:
+        if self.params.log_period > 0 and elapsed >= self.params.log_period:
             self.get_logger().info(
                 f"{s.frames / elapsed:.1f} frames/s, {s.objects / s.frames:.1f} objects/frame, "
                 f"latency {s.latency_ms_sum / s.frames:.0f} ms (stamp to output), "
@@ -413,6 +424,7 @@ class PoseNode(Node):
 def _stop_worker(node: PoseNode) -> None:
     node.slot.close()
     node.worker.join(timeout=10.0)  # no publishing into a destroyed node
+    logging.getLogger("posediff_ros").removeHandler(node._log_bridge)
 
 
 def main(args: list[str] | None = None) -> int:

@@ -1,4 +1,8 @@
-"""Parsing of the node's string-list parameters (ROS-free, so it is unit-tested directly)."""
+"""posediff_node's parameters, ROS-free (so they are unit-tested directly): parsing of the
+string-list parameters, and NodeParams, the one frozen value the node reads them from."""
+
+from dataclasses import dataclass
+from typing import Any
 
 from posediff_ros.categories import BY_ID, class_id
 
@@ -51,3 +55,99 @@ def parse_palette(entries: list[str]) -> dict[tuple[int, int, int], int]:
             raise ValueError(f"class_colors entry {entry!r}: colour must be 3 values 0..255")
         out[rgb] = parse_class(name)
     return out
+
+
+# --- the node's parameters as one frozen value ------------------------------------------------
+
+CLASS_SOURCES = ("detections", "parameter", "color_mask")
+# the sampler's parameters: changeable while running (the others are read-only)
+SAMPLER_PARAMS = ("steps", "solver", "w_schedule", "w_max", "num_samples", "init", "seed")
+
+
+def _none_if(value, unset):
+    """ROS parameters cannot be None: 0 / "" / a negative number spell "not set"."""
+    return None if unset(value) else value
+
+
+@dataclass(frozen=True)
+class NodeParams:
+    """posediff_node's parameters, parsed and checked once; a change is a new object.
+
+    None means "not set": the model's value (sampler, num_points), the bundled model
+    (model_path), the depth image's frame (camera_frame), torch's default (threads), new noise
+    every call (seed). The ROS parameters spell None as 0, "" or -1 (node.PARAMETERS)."""
+
+    model_path: str | None
+    backend: str
+    device: str
+    threads: int | None
+    # sampler: None = the value stored with the model
+    steps: int | None
+    solver: str | None
+    w_schedule: str | None
+    w_max: float | None
+    num_samples: int
+    init: str | None
+    seed: int | None
+    # point extraction
+    num_points: int | None
+    max_objects: int
+    min_points: int
+    depth_min: float
+    depth_max: float
+    # inputs
+    class_source: str
+    mask_classes: dict[int, int]  # mask id -> NOCS class id
+    class_colors: dict[tuple[int, int, int], int]  # rgb -> NOCS class id
+    mask_background: int
+    slop: float
+    queue_size: int
+    # outputs
+    camera_frame: str | None
+    frame_prefix: str
+    publish_tf: bool
+    publish_markers: bool
+    publish_debug: bool
+    publish_overlay: bool
+    log_period: float
+
+    @classmethod
+    def from_ros(cls, values: dict[str, Any]) -> "NodeParams":
+        """From {parameter name: value} as declared; raises ValueError naming the problem."""
+        v = dict(values)
+        for name in ("model_path", "solver", "w_schedule", "init", "camera_frame"):
+            v[name] = _none_if(v[name], lambda x: x == "")
+        for name in ("threads", "steps", "num_points"):
+            v[name] = _none_if(v[name], lambda x: x == 0)
+        v["w_max"] = _none_if(v["w_max"], lambda x: x < 0)
+        v["seed"] = _none_if(v["seed"], lambda x: x < 0)
+        v["mask_classes"] = parse_class_map(v["mask_classes"])
+        v["class_colors"] = parse_palette(v["class_colors"])
+        params = cls(**v)
+        params.validate()
+        return params
+
+    def validate(self) -> None:
+        if self.class_source not in CLASS_SOURCES:
+            raise ValueError(f"class_source {self.class_source!r} not in {CLASS_SOURCES}")
+        if self.depth_min >= self.depth_max:
+            raise ValueError(f"depth_min {self.depth_min} must be < depth_max {self.depth_max}")
+        if self.class_source == "parameter" and not self.mask_classes:
+            raise ValueError("class_source=parameter needs mask_classes, e.g. ['1:mug', '2:bowl']")
+        if self.class_source == "color_mask" and not self.class_colors:
+            raise ValueError("class_source=color_mask needs class_colors, e.g. ['mug:#ff0000']")
+
+    def sampler_overrides(self) -> dict[str, Any]:
+        """The sampler fields set on top of the model's: None ones left out, except the seed
+        (None there is a setting of its own: new noise every call)."""
+        out = {name: getattr(self, name) for name in SAMPLER_PARAMS}
+        return {k: v for k, v in out.items() if v is not None or k == "seed"}
+
+    @property
+    def depth_range(self) -> tuple[float, float]:
+        return (self.depth_min, self.depth_max)
+
+    @property
+    def sync_topics(self) -> list[str]:
+        """The inputs paired by stamp."""
+        return ["depth", "mask"] + (["detections"] if self.class_source == "detections" else [])

@@ -217,7 +217,7 @@ def test_tensorrt_engine_parity_and_cache(model_json, tmp_path):
 def test_defaults_come_from_the_model_file(tmp_path):
     torch.manual_seed(0)
     model = PoseNet(PoseNetConfig())
-    model.cfg.sampler.steps, model.cfg.sampler.init = 3, "regression"
+    model.cfg.sampler = model.cfg.sampler.override(steps=3, init="regression")
     path = save_model(model, tmp_path / "r.json")
     ref = load_backend("torch", path)
     for name in ("onnxruntime", "torch-fused"):

@@ -13,7 +13,6 @@ from posediff_ros.cli.export import (
     INPUTS,
     OUTPUTS,
     PARTS,
-    GraphSettings,
     InferenceGraph,
     ensure_graph,
     example_inputs,
@@ -22,6 +21,7 @@ from posediff_ros.cli.export import (
     weights_hash,
 )
 from posediff_ros.model.posenet import PoseNet, PoseNetConfig, save_model
+from posediff_ros.model.sampler import SamplerSettings
 
 torch.set_num_threads(1)
 
@@ -47,10 +47,10 @@ def run_onnx(path, feed: dict) -> list[np.ndarray]:
     return sess.run(None, feed)
 
 
-SETTINGS = [GraphSettings(),
-            GraphSettings(steps=3, solver="heun", w_schedule="linear", num_samples=4,
+SETTINGS = [SamplerSettings(),
+            SamplerSettings(steps=3, solver="heun", w_schedule="linear", num_samples=4,
                           init="regression"),
-            GraphSettings(steps=2, solver="dpm2", w_schedule="tsr", w_max=3.0)]
+            SamplerSettings(steps=2, solver="dpm2", w_schedule="tsr", w_max=3.0)]
 
 
 @pytest.mark.parametrize("settings", SETTINGS, ids=lambda s: s.tag())
@@ -73,7 +73,7 @@ def test_full_graph_matches_torch_in_fp32(model, settings, tmp_path):
 
 def test_noise_is_an_input_and_moves_the_poses(model, tmp_path):
     path = tmp_path / "g.onnx"
-    export_onnx(model, GraphSettings(), path, check=False)
+    export_onnx(model, SamplerSettings(), path, check=False)
     points, class_ids, noise = example_inputs(model.cfg.num_points, 1, 3)
     feed = {"points": points.numpy(), "class_ids": class_ids.numpy()}
     a = run_onnx(path, {**feed, "noise": noise.numpy()})
@@ -88,7 +88,7 @@ def test_noise_is_an_input_and_moves_the_poses(model, tmp_path):
 
 def test_graph_is_one_unrolled_graph_with_named_io(model, tmp_path):
     path = tmp_path / "g.onnx"
-    export_onnx(model, GraphSettings(steps=5), path, check=False)
+    export_onnx(model, SamplerSettings(steps=5), path, check=False)
     proto = onnx.load(str(path))
     onnx.checker.check_model(proto)
     ops = {n.op_type for n in proto.graph.node}
@@ -99,7 +99,7 @@ def test_graph_is_one_unrolled_graph_with_named_io(model, tmp_path):
 
 
 def test_split_parts_compose_to_the_full_graph(model, tmp_path):
-    settings = GraphSettings(steps=3)
+    settings = SamplerSettings(steps=3)
     paths = {p: tmp_path / f"{p}.onnx" for p in PARTS}
     for part, path in paths.items():
         assert export_onnx(model, settings, path, part)["parity_max_abs_err"] < 1e-4
@@ -115,7 +115,7 @@ def test_split_parts_compose_to_the_full_graph(model, tmp_path):
 
 
 def test_sidecar_records_what_is_baked(model, tmp_path):
-    settings = GraphSettings(steps=6, solver="heun", w_schedule="constant", w_max=2.5)
+    settings = SamplerSettings(steps=6, solver="heun", w_schedule="constant", w_max=2.5)
     path = tmp_path / "g.onnx"
     export_onnx(model, settings, path, model_path="models/x.json")
     meta = json.loads(path.with_suffix(".json").read_text())
@@ -127,12 +127,12 @@ def test_sidecar_records_what_is_baked(model, tmp_path):
 
 
 def test_cache_reuses_and_keys_by_weights_and_settings(model, tmp_path):
-    first = ensure_graph(model, GraphSettings(), None, directory=tmp_path)
+    first = ensure_graph(model, SamplerSettings(), None, directory=tmp_path)
     stamp = first.stat().st_mtime_ns
-    assert ensure_graph(model, GraphSettings(), None, directory=tmp_path) == first
+    assert ensure_graph(model, SamplerSettings(), None, directory=tmp_path) == first
     assert first.stat().st_mtime_ns == stamp  # not exported again
-    other_steps = ensure_graph(model, GraphSettings(steps=8), None, directory=tmp_path)
-    other_weights = ensure_graph(trained_like(seed=1), GraphSettings(), None,
+    other_steps = ensure_graph(model, SamplerSettings(steps=8), None, directory=tmp_path)
+    other_weights = ensure_graph(trained_like(seed=1), SamplerSettings(), None,
                                  directory=tmp_path)
     assert len({first, other_steps, other_weights}) == 3
     assert weights_hash(model) != weights_hash(trained_like(seed=1))
@@ -140,11 +140,12 @@ def test_cache_reuses_and_keys_by_weights_and_settings(model, tmp_path):
 
 
 def test_cli_exports_a_saved_model(model, tmp_path, capsys):
-    model.cfg.sampler.init = "regression"  # stored defaults are what the CLI bakes unless told
+    stored = model.cfg.sampler
+    model.cfg.sampler = stored.override(init="regression")  # what the CLI bakes unless told
     try:
         model_json = save_model(model, tmp_path / "m.json")
     finally:
-        model.cfg.sampler.init = "noise"
+        model.cfg.sampler = stored
     out = tmp_path / "out" / "m.onnx"
     main(["--model", str(model_json), "--out", str(out), "--steps", "3", "--split"])
     printed = capsys.readouterr().out
@@ -163,9 +164,9 @@ def test_pointnet2_encoder_exports_too(tmp_path):
     dynamic object count and parity."""
     torch.manual_seed(0)
     model = PoseNet(PoseNetConfig(encoder="pointnet2")).eval()
-    meta = export_onnx(model, GraphSettings(steps=2), tmp_path / "p2.onnx")
+    meta = export_onnx(model, SamplerSettings(steps=2), tmp_path / "p2.onnx")
     assert meta["parity_max_abs_err"] < 1e-4 and meta["encoder"] == "pointnet2"
-    graph = InferenceGraph(model, GraphSettings(steps=2)).eval()
+    graph = InferenceGraph(model, SamplerSettings(steps=2)).eval()
     points, class_ids, noise = example_inputs(model.cfg.num_points, 1, 7, seed=7)
     got = run_onnx(tmp_path / "p2.onnx", {"points": points.numpy(),
                                           "class_ids": class_ids.numpy(),

@@ -204,7 +204,8 @@ class GenPoseBaseline:
 
         gen = torch.Generator().manual_seed(self.seed)
         noise = torch.randn(len(cond), self.hypotheses, 9, generator=gen).to(self.device)
-        x = self.model.sample_poses(cond, noise, self.steps, "euler", "none", 1.0, "noise")
+        x = self.model.sample_poses(cond, noise, steps=self.steps, solver="euler",
+                                    w_schedule="none", w_max=1.0, init="noise")
         rot, trans = pose_to_camera(x, centroid, scale)
         r, t = select_and_average(rot, trans, self.keep)
         size = (scale[:, None] * reg["size"]).clamp_min(1e-4)
@@ -256,7 +257,7 @@ def machine_info(device: str) -> dict:
 
 def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
     from ..runtime import load_backend
-    from .export import load_any, model_settings
+    from .export import load_any
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -288,17 +289,16 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
     flops = {"encoder": count_flops(lambda: model_cpu.regress(model_cpu.condition(pts1, cls1)[0]))}
     for k in cfg.steps:
         flops[f"sampler_{k}"] = count_flops(lambda k=k: model_cpu.sample_poses(
-            cond, torch.zeros(1, 1, 9), k, default.solver, default.w_schedule, default.w_max,
-            default.init))
+            cond, torch.zeros(1, 1, 9), steps=k))
     flops["baseline_sampler"] = count_flops(lambda: model_cpu.sample_poses(
-        cond, torch.zeros(1, cfg.baseline_hypotheses, 9), cfg.baseline_steps, "euler", "none",
-        1.0))
+        cond, torch.zeros(1, cfg.baseline_hypotheses, 9), steps=cfg.baseline_steps,
+        solver="euler", w_schedule="none", w_max=1.0, init="noise"))
 
     # --- ours, per backend x steps x objects
     loaded = {}
     for name in cfg.backends:
         for k in cfg.steps:
-            s = model_settings(model, steps=k, seed=cfg.seed)
+            s = default.override(steps=k, seed=cfg.seed)
             reset_peak_rss()
             if on_gpu:
                 torch.cuda.reset_peak_memory_stats()
@@ -403,25 +403,24 @@ def measure_configure(model, steps: int, threads: int | None) -> dict:
     import tempfile
 
     from ..runtime.onnx_backend import OnnxBackend
-    from .export import model_settings
-
-    new = model_settings(model, steps=steps + 3)
+    stored = model.cfg.sampler.override(steps=steps)
+    new = stored.override(steps=steps + 3)
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
-        a = OnnxBackend(model, None, settings=model_settings(model, steps=steps),
+        a = OnnxBackend(model, None, settings=stored,
                         threads=threads, cache_dir=tmp)
         t0 = time.perf_counter()
         a.configure(new)
         out["export_and_load_ms"] = (time.perf_counter() - t0) * 1e3
         path = a.graph_paths(new)[0]
         out["onnx_mb"] = round(path.stat().st_size / 1e6, 2)
-        b = OnnxBackend(model, None, settings=model_settings(model, steps=steps),
+        b = OnnxBackend(model, None, settings=stored,
                         threads=threads, cache_dir=tmp)
         t0 = time.perf_counter()
         b.configure(new)
         out["load_cached_ms"] = (time.perf_counter() - t0) * 1e3
         t0 = time.perf_counter()
-        b.configure(model_settings(model, steps=steps))
+        b.configure(stored)
         out["switch_loaded_ms"] = (time.perf_counter() - t0) * 1e3
     return out
 
@@ -430,7 +429,6 @@ def run_accuracy(cfg: BenchConfig, model, base: GenPoseBaseline, progress: bool)
     """Ours at every step count (torch backend; the other backends match it to < 1e-4) and the
     baseline, on the same held-out objects."""
     from ..runtime.torch_backend import TorchBackend
-    from .export import model_settings
 
     test, src = load_test_set(cfg.test_cache, cfg.accuracy_objects, model.cfg.num_points)
     out = {"test_set": src, "ours": {}, "baseline": None}
@@ -438,7 +436,7 @@ def run_accuracy(cfg: BenchConfig, model, base: GenPoseBaseline, progress: bool)
     n = len(test["class_ids"])
     bar = _bar(len(cfg.steps) + 1, "accuracy", not progress)
     for k in cfg.steps:
-        be = TorchBackend(model, cfg.device, model_settings(model, steps=k, seed=cfg.seed))
+        be = TorchBackend(model, cfg.device, model.cfg.sampler.override(steps=k, seed=cfg.seed))
         parts = [be.predict(test["points"][i:i + chunk], test["class_ids"][i:i + chunk])
                  for i in range(0, n, chunk)]
         out["ours"][str(k)] = accuracy(np.concatenate([p.rotation for p in parts]),

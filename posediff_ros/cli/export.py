@@ -22,7 +22,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +31,7 @@ import torch.nn as nn
 
 from ..model.posenet import PoseNet, load_model, pose_to_camera
 from ..model.rotation import rot6d_to_matrix
-from ..model.sampler import get_sigmas, get_solver, get_w
-from ..runtime.base import SamplerSettings
+from ..model.sampler import SamplerSettings, get_solver, make_schedule, start_point
 from ..runtime.torch_backend import agreement_score
 
 log = logging.getLogger("posediff_ros.export")
@@ -45,34 +44,6 @@ OUTPUTS = ("rotation", "translation", "size", "score", "samples_rotation",
 # the split graphs (per-stage timing in the benchmark): encoder -> ENC_OUTPUTS -> sampler
 ENC_OUTPUTS = ("cond", "centroid", "scale", "reg_rot6d", "reg_offset", "reg_size")
 PARTS = ("full", "encoder", "sampler")
-
-
-@dataclass(frozen=True)
-class GraphSettings:
-    """What a graph bakes in: SamplerSettings minus the seed (the noise is an input)."""
-
-    steps: int = 4
-    solver: str = "euler"
-    w_schedule: str = "exponential"
-    w_max: float = 4.0
-    num_samples: int = 1
-    init: str = "noise"
-
-    @classmethod
-    def of(cls, s: SamplerSettings) -> GraphSettings:
-        return cls(s.steps, s.solver, s.w_schedule, float(s.w_max), s.num_samples, s.init)
-
-    def tag(self) -> str:
-        return (f"{self.solver}{self.steps}-{self.w_schedule}{self.w_max:g}-n{self.num_samples}"
-                f"-{self.init}")
-
-
-def model_settings(model: PoseNet, **overrides) -> SamplerSettings:
-    """The sampler defaults stored with a model (what the torch backend uses unless told)."""
-    d = model.cfg.sampler
-    base = dict(steps=d.steps, solver=d.solver, w_schedule=d.w_schedule, w_max=d.w_max,
-                init=getattr(d, "init", "noise"))
-    return SamplerSettings(**{**base, **overrides})
 
 
 # --- the graph ------------------------------------------------------------------------------
@@ -98,23 +69,17 @@ class SamplerPart(nn.Module):
     noise levels and w_t are buffers made once here: the graph then has no host-to-device
     copies, which a CUDA graph capture forbids, and the ONNX graph stores them as constants."""
 
-    def __init__(self, model: PoseNet, settings: GraphSettings):
+    def __init__(self, model: PoseNet, settings: SamplerSettings):
         super().__init__()
         self.model, self.settings = model, settings
-        sd = model.cfg.sampler
-        t0 = sd.t_start_regression if settings.init == "regression" else sd.t_start
-        sigmas = get_sigmas(model.sde, settings.steps, t0, sd.t_end)
-        self.register_buffer("sigmas", sigmas, persistent=False)
-        self.register_buffer("w", get_w(settings.w_schedule, sigmas, settings.w_max,
-                                        sd.tsr_sigma_d), persistent=False)
+        schedule = make_schedule(model.sde, settings)
+        self.register_buffer("sigmas", schedule.sigmas, persistent=False)
+        self.register_buffer("w", schedule.w, persistent=False)
         self.solver = get_solver(settings.solver)
-        if settings.init not in ("noise", "regression"):
-            raise ValueError(f"unknown init {settings.init!r}; known: noise, regression")
 
     def forward(self, cond, centroid, scale, reg_rot6d, reg_offset, reg_size, noise):
-        x = self.sigmas[0] * noise
-        if self.settings.init == "regression":  # start near the regression pose
-            x = torch.cat([reg_rot6d, reg_offset], -1)[:, None] + x
+        reg_pose = torch.cat([reg_rot6d, reg_offset], -1)
+        x = start_point(self.settings.init, noise, self.sigmas[0], reg_pose)
         x = self.solver(self.model.denoiser(cond), x, self.sigmas, self.w)
         rot, trans = pose_to_camera(x, centroid, scale)
         r_reg = rot6d_to_matrix(reg_rot6d)
@@ -128,7 +93,7 @@ class InferenceGraph(nn.Module):
     """The whole pipeline as one module: (points, class_ids, noise) -> OUTPUTS. Also what the
     fused torch backend runs (and captures in CUDA graphs)."""
 
-    def __init__(self, model: PoseNet, settings: GraphSettings):
+    def __init__(self, model: PoseNet, settings: SamplerSettings):
         super().__init__()
         self.encoder = EncoderPart(model)
         self.sampler = SamplerPart(model, settings)
@@ -151,9 +116,10 @@ def weights_hash(model: PoseNet) -> str:
     return h.hexdigest()
 
 
-def cache_key(whash: str, settings: GraphSettings, part: str = "full") -> str:
+def cache_key(whash: str, settings: SamplerSettings, part: str = "full") -> str:
     """Names a graph: weights, settings, part, and the export format version."""
-    body = json.dumps([whash, asdict(settings), part, EXPORT_VERSION, OPSET], sort_keys=True)
+    body = json.dumps([whash, asdict(settings.graph_key()), part, EXPORT_VERSION, OPSET],
+                      sort_keys=True)
     return hashlib.sha256(body.encode()).hexdigest()[:16]
 
 
@@ -177,7 +143,7 @@ def graph_dir() -> Path:
     return default_cache_dir() / "onnx"
 
 
-def graph_path(directory: Path, stem: str, whash: str, settings: GraphSettings,
+def graph_path(directory: Path, stem: str, whash: str, settings: SamplerSettings,
                part: str = "full") -> Path:
     suffix = "" if part == "full" else f".{part}"
     return directory / f"{stem}.{settings.tag()}.{cache_key(whash, settings, part)}{suffix}.onnx"
@@ -194,7 +160,7 @@ def example_inputs(num_points: int, num_samples: int, batch: int = 2, seed: int 
     return points, class_ids, noise
 
 
-def _module_and_io(model: PoseNet, settings: GraphSettings, part: str, batch: int):
+def _module_and_io(model: PoseNet, settings: SamplerSettings, part: str, batch: int):
     points, class_ids, noise = example_inputs(model.cfg.num_points, settings.num_samples, batch)
     full = InferenceGraph(model, settings).eval()
     if part == "full":
@@ -208,7 +174,7 @@ def _module_and_io(model: PoseNet, settings: GraphSettings, part: str, batch: in
     raise ValueError(f"unknown part {part!r}; known: {', '.join(PARTS)}")
 
 
-def export_onnx(model: PoseNet, settings: GraphSettings, path: str | os.PathLike,
+def export_onnx(model: PoseNet, settings: SamplerSettings, path: str | os.PathLike,
                 part: str = "full", model_path: str | None = None, check: bool = True) -> dict:
     """Write `path` (.onnx) and its sidecar JSON; returns the sidecar dict. With `check`, runs
     the graph in onnxruntime (CPU) on B = 1 and 5 objects and records the max abs difference
@@ -228,9 +194,7 @@ def export_onnx(model: PoseNet, settings: GraphSettings, path: str | os.PathLike
                           input_names=list(in_names), output_names=list(out_names),
                           dynamic_axes=dyn, do_constant_folding=True)
     export_s = time.perf_counter() - t0
-    sd = model.cfg.sampler
-    t0_ = sd.t_start_regression if settings.init == "regression" else sd.t_start
-    sigmas = get_sigmas(model.sde, settings.steps, t0_, sd.t_end)
+    schedule = make_schedule(model.sde, settings)
     meta = {
         "format": "posediff-onnx",
         "export_version": EXPORT_VERSION,
@@ -241,10 +205,9 @@ def export_onnx(model: PoseNet, settings: GraphSettings, path: str | os.PathLike
         "weights_sha256": weights_hash(model),
         "num_points": model.cfg.num_points,
         "encoder": model.cfg.encoder,
-        "settings": asdict(settings),
-        "baked": {"t_start": t0_, "t_end": sd.t_end, "sigmas": sigmas.tolist(),
-                  "w": get_w(settings.w_schedule, sigmas, settings.w_max,
-                             sd.tsr_sigma_d).tolist()},
+        "settings": asdict(settings.graph_key()),
+        "baked": {"t_start": settings.start_time, "t_end": settings.t_end,
+                  "sigmas": schedule.sigmas.tolist(), "w": schedule.w.tolist()},
         "inputs": list(in_names),
         "outputs": list(out_names),
         "dynamic_axes": "dim 0 of every input and output = objects",
@@ -262,7 +225,7 @@ def sidecar(onnx_path: str | os.PathLike) -> Path:
 
 
 def parity_error(module: nn.Module, onnx_path, in_names, model: PoseNet,
-                 settings: GraphSettings, part: str, batches=(1, 5)) -> float:
+                 settings: SamplerSettings, part: str, batches=(1, 5)) -> float:
     """Max abs difference between the torch module and onnxruntime (CPU), over all outputs."""
     import onnxruntime as ort
 
@@ -278,7 +241,7 @@ def parity_error(module: nn.Module, onnx_path, in_names, model: PoseNet,
     return worst
 
 
-def ensure_graph(model: PoseNet, settings: GraphSettings, model_path=None, part: str = "full",
+def ensure_graph(model: PoseNet, settings: SamplerSettings, model_path=None, part: str = "full",
                  directory: Path | None = None, whash: str | None = None) -> Path:
     """The graph for these weights + settings: a matching one beside the model (shipped by
     posediff-export) or in `directory` (default: the cache dir), else exported there now."""
@@ -347,10 +310,9 @@ def main(argv: list[str] | None = None) -> None:
         model = load_any(a.model)
     except ModelFileError as e:
         ap.error(str(e))  # exits 2 with the reason, no traceback
-    given = {"steps": a.steps, "solver": a.solver, "w_schedule": a.w_schedule,
-             "w_max": a.w_max, "num_samples": a.num_samples, "init": a.init}
-    settings = GraphSettings.of(model_settings(  # the model's stored defaults unless given
-        model, **{k: v for k, v in given.items() if v is not None}))
+    settings = model.cfg.sampler.override(  # the model's stored settings unless given
+        steps=a.steps, solver=a.solver, w_schedule=a.w_schedule, w_max=a.w_max,
+        num_samples=a.num_samples, init=a.init).graph_key()
     parts = PARTS if a.split else ("full",)
     for part in parts:
         if a.out:

@@ -30,7 +30,7 @@ from ..categories import BY_ID, NAMES
 from ..metrics import accuracy_table, object_errors
 from ..model.posenet import PoseNet, load_model, pose_to_camera
 from ..model.rotation import mean_rotation
-from ..model.sampler import select_and_average
+from ..model.sampler import SamplerSettings, select_and_average
 
 RESULTS = Path("docs/results")
 IMAGES = Path("docs/images")
@@ -75,15 +75,14 @@ def table_of(test: dict, rot, trans, size, n: int | None = None) -> dict:
 
 
 @torch.no_grad()
-def sample_batched(model, cond, cent, scale, reg, num_samples, steps, solver, schedule, w_max,
-                   init="noise", seed=0, batch=512):
+def sample_batched(model, cond, cent, scale, reg, settings: SamplerSettings, seed=0, batch=512):
     """One pose per object: the sample (num_samples == 1) or the mean of num_samples."""
     g = torch.Generator().manual_seed(seed)
     rots, transs = [], []
     for s in range(0, len(cond), batch):
         sl = slice(s, s + batch)
-        noise = torch.randn(len(cond[sl]), num_samples, 9, generator=g)
-        x = model.sample_poses(cond[sl], noise, steps, solver, schedule, w_max, init,
+        noise = torch.randn(len(cond[sl]), settings.num_samples, 9, generator=g)
+        x = model.sample_poses(cond[sl], noise, settings,
                                {"rot6d": reg[sl, :6], "offset": reg[sl, 6:]})
         r, t = pose_to_camera(x, cent[sl], scale[sl])
         rots.append(mean_rotation(r, dim=1)), transs.append(t.mean(1))
@@ -99,7 +98,8 @@ def genpose_baseline(model, cond, cent, scale, hypotheses=50, steps=50, seed=0, 
     for s in range(0, len(cond), batch):
         sl = slice(s, s + batch)
         noise = torch.randn(len(cond[sl]), hypotheses, 9, generator=g)
-        x = model.sample_poses(cond[sl], noise, steps, "heun", "none", 1.0)
+        x = model.sample_poses(cond[sl], noise, steps=steps, solver="heun", w_schedule="none",
+                               w_max=1.0, init="noise")
         r, t = pose_to_camera(x, cent[sl], scale[sl])
         r, t = select_and_average(r, (t - cent[sl, None]) / scale[sl, None, None], keep=0.6)
         rots.append(r), transs.append(cent[sl] + scale[sl, None] * t)
@@ -145,17 +145,18 @@ def cmd_evaluate(args) -> None:
     desc = f"{sd.solver}, {sd.steps} steps, {sd.w_schedule} w_max {sd.w_max:g}"
     for init in dict.fromkeys([sd.init, "noise"]):  # the stored default first
         one = lambda c, ce, s, r, i=init: sample_batched(  # noqa: E731
-            model, c, ce, s, r, 1, sd.steps, sd.solver, sd.w_schedule, sd.w_max, init=i)
+            model, c, ce, s, r, sd.override(init=i))
         r1, t1 = one(cond, cent, scale, reg)
         default = " = the model's stored default" if init == sd.init else ""
         rows[f"one scaled sample from {init} ({desc}){default}"] = {
             "table": table_of(test, r1, t1, size), "ms": latency_ms(model, test, one),
             "objects": n, "init": init}
-    r0, t0 = sample_batched(model, cond, cent, scale, reg, 1, sd.steps, sd.solver, "none", 1.0)
+    unscaled = sd.override(w_schedule="none", w_max=1.0, init="noise")
+    r0, t0 = sample_batched(model, cond, cent, scale, reg, unscaled)
     rows[f"one unscaled sample from noise ({sd.solver}, {sd.steps} steps)"] = {
         "table": table_of(test, r0, t0, size), "objects": n,
         "ms": latency_ms(model, test, lambda c, ce, s, r: sample_batched(
-            model, c, ce, s, r, 1, sd.steps, sd.solver, "none", 1.0))}
+            model, c, ce, s, r, unscaled))}
     nb = min(args.baseline_objects, n)
     base = lambda c, ce, s, r: genpose_baseline(model, c, ce, s, 50, args.baseline_steps)  # noqa: E731
     rb, tb = base(cond[:nb], cent[:nb], scale[:nb], reg[:nb])
@@ -172,39 +173,40 @@ def cmd_evaluate(args) -> None:
     ns = min(args.ablation_objects, n)
     for schedule in ("exponential", "linear", "constant", "tsr", "none"):
         for steps in (1, 2, 4, 8, 16):
-            r, t = sample_batched(model, cond[:ns], cent[:ns], scale[:ns], reg[:ns], 1, steps,
-                                  "euler", schedule, sd.w_max)
-            fn = lambda c, ce, s, rr, st=steps, sc=schedule: sample_batched(  # noqa: E731
-                model, c, ce, s, rr, 1, st, "euler", sc, sd.w_max)
+            setting = sd.override(steps=steps, solver="euler", w_schedule=schedule,
+                                  init="noise")
+            r, t = sample_batched(model, cond[:ns], cent[:ns], scale[:ns], reg[:ns], setting)
+            fn = lambda c, ce, s, rr, st=setting: sample_batched(  # noqa: E731
+                model, c, ce, s, rr, st)
             ablation.append({"solver": "euler", "schedule": schedule, "steps": steps,
                              "w_max": sd.w_max, "table": table_of(test, r, t, size[:ns], ns),
                              "ms": latency_ms(model, test, fn, n=10)})
-    sigma_d = sd.tsr_sigma_d
     for tsr_sd in (0.2, 0.5, 1.0):  # TSR's data spread decides when its scaling sets in
-        sd.tsr_sigma_d = tsr_sd
         for steps in (4, 8):
-            r, t = sample_batched(model, cond[:ns], cent[:ns], scale[:ns], reg[:ns], 1, steps,
-                                  "euler", "tsr", sd.w_max)
+            setting = sd.override(steps=steps, solver="euler", w_schedule="tsr", init="noise",
+                                  tsr_sigma_d=tsr_sd)
+            r, t = sample_batched(model, cond[:ns], cent[:ns], scale[:ns], reg[:ns], setting)
             ablation.append({"solver": "euler", "schedule": f"tsr sigma_d={tsr_sd:g}",
                              "steps": steps, "w_max": sd.w_max,
                              "table": table_of(test, r, t, size[:ns], ns)})
-    sd.tsr_sigma_d = sigma_d
     for solver in ("heun", "dpm2"):
         for steps in (2, 4):
-            r, t = sample_batched(model, cond[:ns], cent[:ns], scale[:ns], reg[:ns], 1, steps,
-                                  solver, "exponential", sd.w_max)
-            fn = lambda c, ce, s, rr, st=steps, so=solver: sample_batched(  # noqa: E731
-                model, c, ce, s, rr, 1, st, so, "exponential", sd.w_max)
+            setting = sd.override(steps=steps, solver=solver, w_schedule="exponential",
+                                  init="noise")
+            r, t = sample_batched(model, cond[:ns], cent[:ns], scale[:ns], reg[:ns], setting)
+            fn = lambda c, ce, s, rr, st=setting: sample_batched(  # noqa: E731
+                model, c, ce, s, rr, st)
             ablation.append({"solver": solver, "schedule": "exponential", "steps": steps,
                              "w_max": sd.w_max, "table": table_of(test, r, t, size[:ns], ns),
                              "ms": latency_ms(model, test, fn, n=10)})
     for w_max in (2.0, 8.0):
-        r, t = sample_batched(model, cond[:ns], cent[:ns], scale[:ns], reg[:ns], 1, sd.steps,
-                              "euler", "exponential", w_max)
+        setting = sd.override(solver="euler", w_schedule="exponential", w_max=w_max,
+                              init="noise")
+        r, t = sample_batched(model, cond[:ns], cent[:ns], scale[:ns], reg[:ns], setting)
         ablation.append({"solver": "euler", "schedule": "exponential", "steps": sd.steps,
                          "w_max": w_max, "table": table_of(test, r, t, size[:ns], ns)})
-    r, t = sample_batched(model, cond[:ns], cent[:ns], scale[:ns], reg[:ns], 1, sd.steps,
-                          "euler", sd.w_schedule, sd.w_max, init="regression")
+    r, t = sample_batched(model, cond[:ns], cent[:ns], scale[:ns], reg[:ns],
+                          sd.override(solver="euler", init="regression"))
     ablation.append({"solver": "euler", "schedule": sd.w_schedule, "steps": sd.steps,
                      "w_max": sd.w_max, "init": "regression",
                      "table": table_of(test, r, t, size[:ns], ns)})
@@ -228,8 +230,10 @@ def cmd_tune(args) -> None:
         for schedule in ("exponential", "linear", "constant", "tsr"):
             for w_max in (2.0, 4.0, 8.0, 16.0):
                 for steps in (4, 8):
-                    r, t = sample_batched(model, cond, cent, scale, reg, 1, steps, "euler",
-                                          schedule, w_max, init=init)
+                    setting = model.cfg.sampler.override(
+                        steps=steps, solver="euler", w_schedule=schedule, w_max=w_max,
+                        init=init)
+                    r, t = sample_batched(model, cond, cent, scale, reg, setting)
                     m = table_of(val, r, t, size)["mean"]
                     rows.append({"init": init, "schedule": schedule, "w_max": w_max,
                                  "steps": steps, "10d5cm": m["10d5cm"], "5d2cm": m["5d2cm"],
@@ -269,8 +273,8 @@ def cmd_symmetric(args) -> None:
             def keep(d, seen=seen):
                 seen[d["i"]] = d["denoised"].clone()
 
-            x = model.sample_poses(cond, noise, args.steps, "euler", schedule,
-                                   model.cfg.sampler.w_max, callback=keep)
+            x = model.sample_poses(cond, noise, steps=args.steps, solver="euler",
+                                   w_schedule=schedule, init="noise", callback=keep)
             for when, xx in (("early", seen[1]), ("final", x)):
                 r, _ = pose_to_camera(xx, cent, scale)
                 rel = r_gt.T @ r[0]  # sample rotation in the ground-truth object frame

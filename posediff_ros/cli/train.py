@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from ..categories import BY_NAME
 from ..model.posenet import PoseNet, PoseNetConfig, pose_target, pose_to_camera, save_model
 from ..model.rotation import canonical_symmetric
+from ..model.sampler import SamplerSettings
 
 
 @dataclass
@@ -79,7 +80,7 @@ class TrainConfig:
     # evaluation
     eval_every: int = 1000
     eval_objects: int = 600
-    eval_steps: int = 4
+    eval_steps: int = 4  # the model's sampler during training (Euler, from noise)
     eval_w_schedule: str = "exponential"
     eval_w_max: float = 4.0
     # run
@@ -277,8 +278,7 @@ def evaluate(model: PoseNet, split: Split, cfg: TrainConfig, device) -> dict:
         reg = model.regress(cond)
         x_reg = torch.cat([reg["rot6d"], reg["offset"]], -1)[:, None]
         noise = torch.randn(len(idx), 1, 9, generator=gen).to(device)
-        x = model.sample_poses(cond, noise, cfg.eval_steps, "euler", cfg.eval_w_schedule,
-                               cfg.eval_w_max)
+        x = model.sample_poses(cond, noise)  # the model's own sampler settings
         size = (scale[:, None] * reg["size"]).cpu()
         for key, xx in (("regression", x_reg), ("sample", x)):
             r, t = pose_to_camera(xx, centroid, scale)
@@ -342,8 +342,12 @@ def load_checkpoint(path: Path, model, ema: dict, opt) -> dict:
 
 
 def model_config(cfg: TrainConfig) -> PoseNetConfig:
+    """The network, with the sampler settings the run evaluates with (stored in the model
+    file until `posediff-results tune` chooses better ones on validation data)."""
+    sampler = SamplerSettings(steps=cfg.eval_steps, w_schedule=cfg.eval_w_schedule,
+                              w_max=cfg.eval_w_max)
     return PoseNetConfig(encoder=cfg.encoder, num_points=cfg.num_points, feat_dim=cfg.feat_dim,
-                         emb_dim=cfg.emb_dim, hidden=cfg.hidden)
+                         emb_dim=cfg.emb_dim, hidden=cfg.hidden, sampler=sampler)
 
 
 def train(cfg: TrainConfig, command: str = "") -> dict:

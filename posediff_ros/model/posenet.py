@@ -20,26 +20,10 @@ from ..categories import NAMES, NUM_CLASSES
 from .encoder import build_encoder
 from .heads import POSE_DIM, RegressionHead, ScoreHead
 from .rotation import matrix_to_rot6d, rot6d_to_matrix
-from .sampler import get_sigmas, solve
+from .sampler import SamplerSettings, make_schedule, sample
 from .sde import VESDE
 
 FORMAT_VERSION = 1
-
-
-@dataclass
-class SamplerDefaults:
-    """Sampler settings stored with a model (SamplerSettings in runtime.base covers the run-time
-    subset; these add the time span and TSR data spread)."""
-
-    steps: int = 4
-    solver: str = "euler"
-    w_schedule: str = "exponential"
-    w_max: float = 4.0
-    init: str = "noise"  # noise | regression
-    t_start: float = 0.55  # GenPose starts the ODE here (sigma ~1.1)
-    t_end: float = 1e-5
-    t_start_regression: float = 0.25  # init=regression: start from the regression pose here
-    tsr_sigma_d: float = 0.05
 
 
 @dataclass
@@ -54,7 +38,7 @@ class PoseNetConfig:
     normalisation: str = "centroid_rms"
     sigma_min: float = 0.01
     sigma_max: float = 50.0
-    sampler: SamplerDefaults = field(default_factory=SamplerDefaults)
+    sampler: SamplerSettings = field(default_factory=SamplerSettings)  # tuned defaults
     training: dict = field(default_factory=dict)  # command, data seeds, steps, metrics
     notes: dict = field(default_factory=dict)  # e.g. how the sampler defaults were chosen
 
@@ -63,7 +47,7 @@ class PoseNetConfig:
         d = dict(d)
         d.pop("weights", None)
         d.pop("weights_sha256", None)
-        d["sampler"] = SamplerDefaults(**d.get("sampler", {}))
+        d["sampler"] = SamplerSettings(**d.get("sampler", {}))
         return cls(**d)
 
 
@@ -122,26 +106,18 @@ class PoseNet(nn.Module):
 
     # --- inference -------------------------------------------------------------------
     @torch.no_grad()
-    def sample_poses(self, cond: torch.Tensor, noise: torch.Tensor, steps: int,
-                     solver: str = "euler", w_schedule: str = "exponential", w_max: float = 4.0,
-                     init: str = "noise", reg: dict | None = None, callback=None,
-                     t_start: float | None = None) -> torch.Tensor:
-        """noise (B, N, 9) standard normal -> sampled 9-D poses (B, N, 9), normalised frame."""
-        sd = self.cfg.sampler
-        if init == "regression":
-            if reg is None:
-                reg = self.regress(cond)
-            t0 = sd.t_start_regression if t_start is None else t_start
-            x0 = torch.cat([reg["rot6d"], reg["offset"]], -1)[:, None]
-        elif init == "noise":
-            t0 = sd.t_start if t_start is None else t_start
-            x0 = torch.zeros(())
-        else:
-            raise ValueError(f"unknown init {init!r}; known: noise, regression")
-        sigmas = get_sigmas(self.sde, steps, t0, sd.t_end).to(noise)
-        x = x0.to(noise) + sigmas[0] * noise
-        return solve(self.denoiser(cond), x, sigmas, solver, w_schedule, w_max, sd.tsr_sigma_d,
-                     callback)
+    def sample_poses(self, cond: torch.Tensor, noise: torch.Tensor,
+                     settings: SamplerSettings | None = None, reg: dict | None = None,
+                     callback=None, **overrides) -> torch.Tensor:
+        """noise (B, N, 9) standard normal -> sampled 9-D poses (B, N, 9), normalised frame.
+        settings: default the model's stored ones; overrides (steps=..., None = keep) on top."""
+        s = (settings or self.cfg.sampler).override(**overrides)
+        reg_pose = None
+        if s.init == "regression":
+            reg = self.regress(cond) if reg is None else reg
+            reg_pose = torch.cat([reg["rot6d"], reg["offset"]], -1)
+        return sample(self.denoiser(cond), noise, make_schedule(self.sde, s), s, reg_pose,
+                      callback)
 
 
 def pose_to_camera(x: torch.Tensor, centroid: torch.Tensor, scale: torch.Tensor):
@@ -243,5 +219,5 @@ def rot_error_deg(r1: torch.Tensor, r2: torch.Tensor) -> torch.Tensor:
     return geodesic_angle(r1, r2) * 180 / math.pi
 
 
-__all__ = ["POSE_DIM", "PoseNet", "PoseNetConfig", "SamplerDefaults", "ModelFileError",
+__all__ = ["POSE_DIM", "PoseNet", "PoseNetConfig", "SamplerSettings", "ModelFileError",
            "save_model", "load_model", "read_config", "pose_to_camera", "pose_target"]

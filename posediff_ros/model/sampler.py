@@ -5,6 +5,10 @@ solvers with one signature `solver(denoise, x, sigmas, w, callback) -> x`. `deno
 returns the denoised estimate D = x + sigma^2 * score. For a fixed step count the loop unrolls
 into a fixed graph (ONNX export traces it).
 
+SamplerSettings is the one description of a sampler run (stored with a model, the defaults of
+every backend and program, changed at run time with override()); make_schedule turns it into
+the noise levels and w_t that the torch model, the exported graph and every backend use.
+
 Score scaling: the scaled ODE is dx/dsigma = w * (x - D) / sigma (score multiplied by w).
 Each solver integrates that linear part exactly with D held fixed over a (sub)step:
     x_next = D + (x - D) * (sigma_next / sigma) ** w
@@ -12,8 +16,10 @@ At w = 1 this is exactly k-diffusion's Euler/DDIM step; for w > 1 a plain Euler 
 overshoot (x - w (x - D) for a big step) and few-step sampling would diverge.
 """
 
+import dataclasses
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -137,6 +143,96 @@ def solve(denoise: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, solver: str 
     """Run the PF-ODE from x at sigmas[0] down to sigmas[-1] with score scaling."""
     w = get_w(w_schedule, sigmas, w_max, sigma_d).to(x.device)
     return get_solver(solver)(denoise, x, sigmas.to(x.device), w, callback)
+
+
+# --- the configuration: one type for the model file, the backends and the programs ---------
+
+# Start modes: what the start noise (at sigma(start time)) is added to, and which field holds
+# the start time. noise: the prior's mean 0, as GenPose; regression: the regression head's
+# pose. A new mode (tracking's "warm": a given previous pose, a small start time, 1-3 steps)
+# is one more entry here and in start_point().
+START_TIMES = {"noise": "t_start", "regression": "t_start_regression"}
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    """Few-step score-scaled sampling of the PF-ODE. A model file stores the settings it was
+    tuned with ("sampler" in its JSON); backends and programs start from those and change
+    fields with override() (None = keep). Frozen: a change is a new value (and a graph key)."""
+
+    steps: int = 4
+    solver: str = "euler"  # euler | heun | dpm2
+    w_schedule: str = "exponential"  # exponential | linear | constant | none | tsr
+    w_max: float = 4.0
+    init: str = "noise"  # the start mode, one of START_TIMES
+    t_start: float = 0.55  # init=noise starts here (GenPose: sigma ~1.1)
+    t_end: float = 1e-5
+    t_start_regression: float = 0.25  # init=regression starts here, near the regression pose
+    tsr_sigma_d: float = 0.05  # w_schedule=tsr: the data spread its factor assumes
+    num_samples: int = 1  # >1: mean pose + covariance from the spread
+    seed: int | None = 0  # fixed noise -> reproducible poses; None = new noise every call
+
+    def override(self, **changes) -> "SamplerSettings":
+        """These settings with the given fields replaced; None leaves a field as it is."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @property
+    def start_time(self) -> float:
+        """Diffusion time the ODE starts at, the start mode's."""
+        return getattr(self, START_TIMES[self.init])
+
+    def graph_key(self) -> "SamplerSettings":
+        """What a fixed-step graph bakes in: everything but the seed (the noise is an input)."""
+        return dataclasses.replace(self, seed=None)
+
+    def tag(self) -> str:
+        """Short readable name of a graph's settings (file names)."""
+        return (f"{self.solver}{self.steps}-{self.w_schedule}{self.w_max:g}-n{self.num_samples}"
+                f"-{self.init}")
+
+    def validate(self) -> None:
+        """Raise ValueError naming the bad field; every backend's configure() calls this."""
+        if self.solver not in SOLVERS:
+            raise ValueError(f"unknown solver {self.solver!r}; known: {', '.join(SOLVERS)}")
+        if self.w_schedule not in W_SCHEDULES:
+            raise ValueError(f"unknown w_schedule {self.w_schedule!r}; "
+                             f"known: {', '.join(W_SCHEDULES)}")
+        if self.init not in START_TIMES:
+            raise ValueError(f"unknown init {self.init!r}; known: {', '.join(START_TIMES)}")
+        if self.steps < 1 or self.num_samples < 1:
+            raise ValueError("steps and num_samples must be >= 1")
+
+
+@dataclass
+class Schedule:
+    sigmas: torch.Tensor  # (steps + 1,) noise levels, from the start down to the end
+    w: torch.Tensor  # (steps,) score-scaling factor of each step
+
+
+def make_schedule(sde: VESDE, settings: SamplerSettings) -> Schedule:
+    """The noise levels and w_t of a sampler run (float32, CPU)."""
+    settings.validate()
+    sigmas = get_sigmas(sde, settings.steps, settings.start_time, settings.t_end)
+    return Schedule(sigmas, get_w(settings.w_schedule, sigmas, settings.w_max,
+                                  settings.tsr_sigma_d))
+
+
+def start_point(init: str, noise: torch.Tensor, sigma0: torch.Tensor,
+                reg_pose: torch.Tensor | None = None) -> torch.Tensor:
+    """x at the first noise level: noise (B, N, 9) scaled by sigma0, around the start mode's
+    mean (reg_pose (B, 9): the regression head's pose, for init=regression)."""
+    x = sigma0 * noise
+    if init == "regression":
+        x = reg_pose[:, None] + x
+    return x
+
+
+def sample(denoise: Denoiser, noise: torch.Tensor, schedule: Schedule, settings: SamplerSettings,
+           reg_pose: torch.Tensor | None = None, callback: Callback | None = None):
+    """A whole sampler run (eager torch): start point, then the solver down the schedule."""
+    sigmas, w = schedule.sigmas.to(noise), schedule.w.to(noise.device)
+    x = start_point(settings.init, noise, sigmas[0], reg_pose)
+    return get_solver(settings.solver)(denoise, x, sigmas, w, callback)
 
 
 # --- GenPose-style baseline: many hypotheses, many steps, a selection step ----------------

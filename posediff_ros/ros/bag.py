@@ -16,7 +16,7 @@ import csv
 import importlib
 import json
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,6 @@ from posediff_ros.geometry import matrix_to_quaternion
 from posediff_ros.pipeline import Pipeline, PipelineConfig, check_frame, object_names
 from posediff_ros.ros import convert
 from posediff_ros.ros.params import parse_class, parse_class_map
-from posediff_ros.runtime.base import SamplerSettings
 from posediff_ros.sync import ApproxTimeSync
 
 CSV_COLUMNS = ["stamp_ns", "frame_id", "instance_id", "class", "score", "x", "y", "z",
@@ -126,10 +125,9 @@ def run(args: argparse.Namespace) -> dict:
 
     backend = load_backend(args.backend, args.model or DEFAULT_MODEL, device=args.device)
     # the sampler settings stored with the model, with the options given on top
-    base = getattr(backend, "settings", SamplerSettings())
-    backend.configure(replace(base, num_samples=args.num_samples, **{
-        k: v for k, v in dict(steps=args.steps, solver=args.solver, w_schedule=args.w_schedule,
-                              w_max=args.w_max).items() if v is not None}))
+    backend.configure(backend.settings.override(
+        num_samples=args.num_samples, steps=args.steps, solver=args.solver,
+        w_schedule=args.w_schedule, w_max=args.w_max))
     pipeline = Pipeline(backend, PipelineConfig(min_points=args.min_points,
                                                 depth_range=(args.depth_min, args.depth_max)))
     class_map = parse_class_map(args.class_map)

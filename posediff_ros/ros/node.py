@@ -17,7 +17,6 @@ while running: the on-set callback only checks a change; the worker applies it b
 (a backend may export a graph for new settings), so the executor never waits for inference.
 """
 
-import copy
 import dataclasses
 import logging
 import re
@@ -203,7 +202,8 @@ class PoseNode(Node):
                 self._tf_message = TFMessage
 
     def _sampler_settings(self, p: NodeParams) -> SamplerSettings:
-        """The model's own sampler settings with the parameters that are set on top."""
+        """The model's own sampler settings with the parameters that are set on top (replace,
+        not override: a seed of None is a setting, new noise every call)."""
         return dataclasses.replace(self.model_sampler, **p.sampler_overrides())
 
     def _load_pipeline(self, p: NodeParams) -> Pipeline:
@@ -216,7 +216,7 @@ class PoseNode(Node):
         path = p.model_path or str(DEFAULT_MODEL)
         backend = load_backend(p.backend, path, device=p.device)
         # backends start with the sampler settings stored with the model
-        self.model_sampler = copy.copy(getattr(backend, "settings", SamplerSettings()))
+        self.model_sampler: SamplerSettings = backend.settings
         backend.configure(self._sampler_settings(p))
         if (backend.name, p.device) != ("torch", "cpu"):  # a run-time fault: CPU torch
             backend = FallbackOnFailure(backend, lambda: load_backend("torch", path, "cpu"),

@@ -40,16 +40,14 @@ class FusedTorchBackend:
         self.amp = AMP[amp]
         self.cuda_graphs = bool(cuda_graphs) and self.device.type == "cuda"
         self.buckets = tuple(buckets)
-        from ..cli.export import model_settings
-
-        self.configure(settings or model_settings(model))
+        self.configure(settings or model.cfg.sampler)  # none given: the model's stored ones
 
     def configure(self, settings: SamplerSettings) -> None:
-        from ..cli.export import GraphSettings, InferenceGraph
+        from ..cli.export import InferenceGraph
 
         settings.validate()
         self.settings = settings
-        self.graph = InferenceGraph(self.model, GraphSettings.of(settings)).to(self.device).eval()
+        self.graph = InferenceGraph(self.model, settings.graph_key()).to(self.device).eval()
         self._captured: dict[int, tuple] = {}  # bucket -> (cuda graph, inputs, outputs)
 
     def _forward(self, points, class_ids, noise):

@@ -114,9 +114,7 @@ class OnnxBackend:
         trt_cache = (self.cache_dir or _default_dir()) / "ort-trt"
         self.providers = providers_for(self.device, provider, trt_cache)
         self._sessions: dict[tuple, list] = {}
-        from ..cli.export import model_settings
-
-        self.configure(settings or model_settings(model))
+        self.configure(settings or model.cfg.sampler)  # none given: the model's stored ones
 
     @property
     def provider(self) -> str:
@@ -131,18 +129,16 @@ class OnnxBackend:
         return self._ort.InferenceSession(str(path), so, providers=self.providers)
 
     def graph_paths(self, settings: SamplerSettings) -> list[Path]:
-        from ..cli.export import GraphSettings, ensure_graph
+        from ..cli.export import ensure_graph
 
-        gs = GraphSettings.of(settings)
+        gs = settings.graph_key()
         parts = ("encoder", "sampler") if self.split else ("full",)
         return [ensure_graph(self.model, gs, self.model_path, part, self.cache_dir, self.whash)
                 for part in parts]
 
     def configure(self, settings: SamplerSettings) -> None:
-        from ..cli.export import GraphSettings
-
         settings.validate()
-        key = GraphSettings.of(settings)
+        key = settings.graph_key()
         if key not in self._sessions:  # export (once per weights + settings) and load
             self._sessions[key] = [self._session(p) for p in self.graph_paths(settings)]
         self._current = self._sessions[key]

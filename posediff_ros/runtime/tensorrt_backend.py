@@ -24,9 +24,9 @@ from .onnx_backend import empty_batch, make_noise, to_pose_batch
 log = logging.getLogger("posediff_ros.runtime")
 
 
-def engine_key(whash: str, tag: str, gpu: str, trt_version: str, max_objects: int,
+def engine_key(whash: str, settings: str, gpu: str, trt_version: str, max_objects: int,
                fp16: bool) -> str:
-    body = "|".join([whash, tag, gpu, trt_version, str(max_objects), str(fp16)])
+    body = "|".join([whash, settings, gpu, trt_version, str(max_objects), str(fp16)])
     return hashlib.sha256(body.encode()).hexdigest()[:16]
 
 
@@ -95,25 +95,21 @@ class TensorRTBackend:
         self.gpu = torch.cuda.get_device_name(self.device)
         self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self._engines: dict = {}
-        from ..cli.export import model_settings
-
-        self.configure(settings or model_settings(model))
+        self.configure(settings or model.cfg.sampler)  # none given: the model's stored ones
 
     def engine_path(self, settings: SamplerSettings) -> Path:
-        from ..cli.export import GraphSettings
-
-        tag = GraphSettings.of(settings).tag()
-        key = engine_key(self.whash, tag, self.gpu, self.trt.__version__, self.max_objects,
-                         self.fp16)
+        tag = settings.tag()
+        key = engine_key(self.whash, repr(settings.graph_key()), self.gpu, self.trt.__version__,
+                         self.max_objects, self.fp16)
         gpu = "".join(c if c.isalnum() else "-" for c in self.gpu)
         return self.cache_dir / "trt" / f"{tag}.{gpu}.trt{self.trt.__version__}.{key}.engine"
 
     def _load(self, settings: SamplerSettings):
-        from ..cli.export import GraphSettings, ensure_graph
+        from ..cli.export import ensure_graph
 
         path = self.engine_path(settings)
         if not path.is_file():
-            onnx_path = ensure_graph(self.model, GraphSettings.of(settings), self.model_path,
+            onnx_path = ensure_graph(self.model, settings.graph_key(), self.model_path,
                                      "full", None, self.whash)
             t0 = time.perf_counter()
             blob = build_engine(self.trt, onnx_path, self.num_points, settings.num_samples,
@@ -130,10 +126,8 @@ class TensorRTBackend:
         return engine, engine.create_execution_context()
 
     def configure(self, settings: SamplerSettings) -> None:
-        from ..cli.export import GraphSettings
-
         settings.validate()
-        key = GraphSettings.of(settings)
+        key = settings.graph_key()
         if key not in self._engines:
             self._engines[key] = self._load(settings)
         self.engine, self.context = self._engines[key]

@@ -39,12 +39,7 @@ class TorchBackend:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.num_points = model.cfg.num_points
-        d = model.cfg.sampler
-        # no settings given: the sampler defaults stored with the model
-        self.settings = settings or SamplerSettings(steps=d.steps, solver=d.solver,
-                                                    w_schedule=d.w_schedule, w_max=d.w_max,
-                                                    init=d.init)
-        self.configure(self.settings)
+        self.configure(settings or model.cfg.sampler)  # none given: the model's stored ones
 
     def configure(self, settings: SamplerSettings) -> None:
         settings.validate()
@@ -74,8 +69,7 @@ class TorchBackend:
         else:
             gen.seed()
         noise = torch.randn(b, s.num_samples, 9, generator=gen).to(self.device)
-        x = self.model.sample_poses(cond, noise, s.steps, s.solver, s.w_schedule, s.w_max,
-                                    s.init, reg)
+        x = self.model.sample_poses(cond, noise, s, reg)
         rot, trans = pose_to_camera(x, centroid, scale)
         if s.num_samples > 1:
             r_mean, t_mean = mean_rotation(rot, dim=1), trans.mean(dim=1)

@@ -14,7 +14,7 @@ from posediff_ros.cli.bench import (
     percentiles,
     render_bench_frame,
 )
-from posediff_ros.cli.export import load_any
+from posediff_ros.model.posenet import load_any
 
 
 @pytest.fixture(autouse=True)

@@ -9,19 +9,11 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from posediff_ros.cli.export import (
-    INPUTS,
-    OUTPUTS,
-    PARTS,
-    InferenceGraph,
-    ensure_graph,
-    example_inputs,
-    export_onnx,
-    main,
-    weights_hash,
-)
+from posediff_ros.cli.export import main
 from posediff_ros.model.posenet import PoseNet, PoseNetConfig, save_model
 from posediff_ros.model.sampler import SamplerSettings
+from posediff_ros.runtime.graph import INPUTS, OUTPUTS, InferenceGraph, example_inputs
+from posediff_ros.runtime.onnx_export import PARTS, ensure_graph, export_onnx, weights_hash
 
 torch.set_num_threads(1)
 

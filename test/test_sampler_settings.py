@@ -9,10 +9,11 @@ import json
 import pytest
 import torch
 
-from posediff_ros.cli.export import InferenceGraph, export_onnx
 from posediff_ros.model.posenet import PoseNet, PoseNetConfig, load_model, save_model
 from posediff_ros.model.sampler import SamplerSettings, make_schedule
 from posediff_ros.runtime import load_backend
+from posediff_ros.runtime.graph import InferenceGraph
+from posediff_ros.runtime.onnx_export import export_onnx
 
 torch.set_num_threads(1)
 

@@ -256,8 +256,8 @@ def machine_info(device: str) -> dict:
 
 
 def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
+    from ..model.posenet import load_any
     from ..runtime import load_backend
-    from .export import load_any
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

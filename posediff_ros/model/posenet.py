@@ -19,7 +19,7 @@ import torch.nn as nn
 from ..categories import NAMES, NUM_CLASSES
 from .encoder import build_encoder
 from .heads import POSE_DIM, RegressionHead, ScoreHead
-from .rotation import matrix_to_rot6d, rot6d_to_matrix
+from .rotation import geodesic_angle, matrix_to_rot6d, rot6d_to_matrix
 from .sampler import SamplerSettings, make_schedule, sample
 from .sde import VESDE
 
@@ -209,15 +209,25 @@ def load_model(json_path: str | Path, device: str | torch.device = "cpu") -> Pos
     return model.to(device).eval()
 
 
+RANDOM = "random"  # a model path naming no file: a freshly initialised network
+
+
+def load_any(model_path: str | Path, device: str | torch.device = "cpu") -> PoseNet:
+    """A model JSON (load_model), or "random": a network initialised from a fixed seed, the
+    same every time (to test the plumbing before a trained model exists)."""
+    if str(model_path) == RANDOM:
+        torch.manual_seed(0)
+        return PoseNet(PoseNetConfig()).to(device).eval()
+    return load_model(model_path, device)
+
+
 def num_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
 def rot_error_deg(r1: torch.Tensor, r2: torch.Tensor) -> torch.Tensor:
-    from .rotation import geodesic_angle
-
     return geodesic_angle(r1, r2) * 180 / math.pi
 
 
 __all__ = ["POSE_DIM", "PoseNet", "PoseNetConfig", "SamplerSettings", "ModelFileError",
-           "save_model", "load_model", "read_config", "pose_to_camera", "pose_target"]
+           "save_model", "load_model", "load_any", "read_config", "pose_to_camera", "pose_target"]

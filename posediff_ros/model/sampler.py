@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .rotation import mean_rotation
 from .sde import VESDE
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -244,8 +245,6 @@ def select_and_average(rot: torch.Tensor, trans: torch.Tensor, keep: float = 0.6
     distance in radians-ish units + translation distance, both in the normalised frame), then
     average them (chordal rotation mean, translation mean).
     rot (B, N, 3, 3), trans (B, N, 3) -> (B, 3, 3), (B, 3)."""
-    from .rotation import mean_rotation
-
     r_mean = mean_rotation(rot, dim=1)
     t_mean = trans.mean(dim=1)
     dist = (rot - r_mean[:, None]).flatten(2).norm(dim=-1) + (trans - t_mean[:, None]).norm(dim=-1)

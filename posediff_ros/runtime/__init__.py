@@ -6,9 +6,12 @@ Add a backend by adding an entry to BACKENDS: name -> factory(model_path, device
 import os
 import sys
 from collections.abc import Callable
+from importlib import import_module
 from pathlib import Path
 
+from . import torch_backend
 from .base import Backend, PoseBatch, SamplerSettings
+from .fallback import load_with_fallback
 
 MODEL_NAME = "posediff_default.json"
 
@@ -34,26 +37,10 @@ def _default_model() -> Path:
 DEFAULT_MODEL: Path = _default_model()
 
 
-def _torch_factory(model_path, device: str, settings: SamplerSettings | None) -> Backend:
-    from ..model.posenet import PoseNet, PoseNetConfig, load_model
-    from .torch_backend import TorchBackend
-
-    if str(model_path) == "random":
-        import torch
-
-        torch.manual_seed(0)
-        model = PoseNet(PoseNetConfig())
-    else:
-        model = load_model(model_path, device)
-    return TorchBackend(model, device, settings)
-
-
 def _lazy(module: str) -> Callable[..., Backend]:
     """factory() of a backend module, imported on first use (keeps optional packages lazy)."""
 
     def make(model_path, device: str, settings: SamplerSettings | None, **options) -> Backend:
-        from importlib import import_module
-
         return import_module(f".{module}", __name__).factory(model_path, device, settings,
                                                              **options)
 
@@ -61,7 +48,7 @@ def _lazy(module: str) -> Callable[..., Backend]:
 
 
 BACKENDS: dict[str, Callable[..., Backend]] = {
-    "torch": _torch_factory,
+    "torch": torch_backend.factory,
     "torch-fused": _lazy("fused_backend"),  # one module; CUDA graphs / autocast options
     "onnxruntime": _lazy("onnx_backend"),
     "tensorrt": _lazy("tensorrt_backend"),
@@ -74,8 +61,6 @@ def load_backend(name: str, model_path: str | os.PathLike = DEFAULT_MODEL, devic
     freshly initialised network (to test the plumbing before a trained model exists).
     A missing package or device logs one line and falls back (tensorrt -> onnxruntime ->
     torch; cuda -> cpu), see runtime/fallback.py; options go to backends that take them."""
-    from .fallback import load_with_fallback
-
     return load_with_fallback(BACKENDS, name, model_path, device, settings, **options)
 
 

@@ -1,4 +1,4 @@
-"""The fused torch backend: export.InferenceGraph (the very module the ONNX graph is traced
+"""The fused torch backend: graph.InferenceGraph (the very module the ONNX graph is traced
 from) run in torch, with two CUDA options for fixed shapes:
 
 - cuda_graphs: the object count is padded up to a bucket (1, 2, 4, 8, 16, 32) and each bucket
@@ -16,8 +16,10 @@ import time
 import numpy as np
 import torch
 
+from ..model.posenet import load_any
 from .base import PoseBatch, SamplerSettings
-from .onnx_backend import empty_batch, make_noise, to_pose_batch
+from .graph import OUTPUTS, InferenceGraph
+from .postprocess import empty_batch, make_noise, to_pose_batch
 
 BUCKETS = (1, 2, 4, 8, 16, 32)
 AMP = {"fp16": torch.float16, "bf16": torch.bfloat16, None: None, "none": None}
@@ -43,8 +45,6 @@ class FusedTorchBackend:
         self.configure(settings or model.cfg.sampler)  # none given: the model's stored ones
 
     def configure(self, settings: SamplerSettings) -> None:
-        from ..cli.export import InferenceGraph
-
         settings.validate()
         self.settings = settings
         self.graph = InferenceGraph(self.model, settings.graph_key()).to(self.device).eval()
@@ -89,8 +89,6 @@ class FusedTorchBackend:
         return tuple(o[:b] for o in out)
 
     def predict(self, points: np.ndarray, class_ids: np.ndarray) -> PoseBatch:
-        from ..cli.export import OUTPUTS
-
         s = self.settings
         if len(points) == 0:
             return empty_batch(s.num_samples)
@@ -108,7 +106,5 @@ class FusedTorchBackend:
 def factory(model_path, device: str = "cpu", settings: SamplerSettings | None = None,
             **options) -> FusedTorchBackend:
     """load_backend("torch-fused", ...): options cuda_graphs, amp, buckets."""
-    from ..cli.export import load_any
-
     keep = {k: options[k] for k in ("cuda_graphs", "amp", "buckets") if k in options}
     return FusedTorchBackend(load_any(model_path), device, settings, **keep)

@@ -1,4 +1,4 @@
-"""The onnxruntime backend: the exported whole-pipeline graph (export.py) on the CPU, CUDA or
+"""The onnxruntime backend: the exported whole-pipeline graph (onnx_export.py) on the CPU, CUDA or
 TensorRT execution provider, whichever the installed onnxruntime offers.
 
 A matching graph shipped beside the model (onnx/, written by posediff-export) is used as it
@@ -16,51 +16,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from ..model.posenet import load_any
 from .base import PoseBatch, SamplerSettings
 from .fallback import BackendUnavailable
+from .onnx_export import default_cache_dir, ensure_graph, weights_hash
+from .postprocess import empty_batch, make_noise, to_pose_batch
 
 log = logging.getLogger("posediff_ros.runtime")
-
-
-def make_noise(settings: SamplerSettings, batch: int) -> np.ndarray:
-    """The sampler's start noise, drawn exactly as the torch backend draws it (same seed ->
-    same noise -> the same poses from every backend)."""
-    gen = torch.Generator(device="cpu")
-    if settings.seed is not None:
-        gen.manual_seed(settings.seed)
-    else:
-        gen.seed()
-    return torch.randn(batch, settings.num_samples, 9, generator=gen).numpy()
-
-
-def empty_batch(num_samples: int) -> PoseBatch:
-    z = np.zeros
-    return PoseBatch(z((0, 3, 3), np.float32), z((0, 3), np.float32), z((0, 3), np.float32),
-                     z((0,), np.float32), None if num_samples == 1 else z((0, 6, 6), np.float32))
-
-
-def to_pose_batch(out: dict[str, np.ndarray], num_samples: int,
-                  timings: dict[str, float]) -> PoseBatch:
-    """Graph outputs (export.OUTPUTS) -> PoseBatch. One sample: the graph's pose and score as
-    they are. Several: the chordal mean pose, the covariance and the score of the mean, with
-    the torch backend's own functions (SVD has no ONNX op), so all backends agree."""
-    if num_samples == 1:
-        return PoseBatch(out["rotation"], out["translation"], out["size"], out["score"], None,
-                         timings)
-    from ..model.rotation import mean_rotation
-    from .torch_backend import agreement_score, pose_covariance
-
-    rot = torch.from_numpy(np.asarray(out["samples_rotation"], np.float32))
-    trans = torch.from_numpy(np.asarray(out["samples_translation"], np.float32))
-    r_mean, t_mean = mean_rotation(rot, dim=1), trans.mean(dim=1)
-    cov = pose_covariance(rot, trans, r_mean, t_mean)
-    score = agreement_score(r_mean, t_mean, torch.from_numpy(out["reg_rotation"]),
-                            torch.from_numpy(out["reg_translation"]),
-                            torch.from_numpy(out["point_scale"]))
-    return PoseBatch(r_mean.numpy(), t_mean.numpy(), out["size"], score.numpy(), cov.numpy(),
-                     timings)
 
 
 def providers_for(device: str, provider: str | None, trt_cache: Path | None) -> list:
@@ -102,8 +65,6 @@ class OnnxBackend:
             import onnxruntime as ort
         except ImportError as e:
             raise BackendUnavailable(f"onnxruntime is not installed ({e})") from None
-        from ..cli.export import weights_hash
-
         self._ort = ort
         self.model = model.cpu().eval()
         self.model_path = model_path
@@ -111,7 +72,7 @@ class OnnxBackend:
         self.device, self.split, self.threads = str(device), split, threads
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.whash = weights_hash(self.model)
-        trt_cache = (self.cache_dir or _default_dir()) / "ort-trt"
+        trt_cache = (self.cache_dir or default_cache_dir()) / "ort-trt"
         self.providers = providers_for(self.device, provider, trt_cache)
         self._sessions: dict[tuple, list] = {}
         self.configure(settings or model.cfg.sampler)  # none given: the model's stored ones
@@ -129,8 +90,6 @@ class OnnxBackend:
         return self._ort.InferenceSession(str(path), so, providers=self.providers)
 
     def graph_paths(self, settings: SamplerSettings) -> list[Path]:
-        from ..cli.export import ensure_graph
-
         gs = settings.graph_key()
         parts = ("encoder", "sampler") if self.split else ("full",)
         return [ensure_graph(self.model, gs, self.model_path, part, self.cache_dir, self.whash)
@@ -168,17 +127,9 @@ class OnnxBackend:
         return to_pose_batch(out, s.num_samples, timings)
 
 
-def _default_dir() -> Path:
-    from ..cli.export import default_cache_dir
-
-    return default_cache_dir()
-
-
 def factory(model_path, device: str = "cpu", settings: SamplerSettings | None = None,
             **options) -> OnnxBackend:
     """load_backend("onnxruntime", ...): options provider, split, threads, cache_dir."""
-    from ..cli.export import load_any
-
     try:
         import onnxruntime  # noqa: F401
     except ImportError as e:

@@ -17,9 +17,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..model.posenet import load_any
 from .base import PoseBatch, SamplerSettings
 from .fallback import BackendUnavailable
-from .onnx_backend import empty_batch, make_noise, to_pose_batch
+from .onnx_export import default_cache_dir, ensure_graph, weights_hash
+from .postprocess import empty_batch, make_noise, to_pose_batch
 
 log = logging.getLogger("posediff_ros.runtime")
 
@@ -82,8 +84,6 @@ class TensorRTBackend:
         if not str(device).startswith("cuda") or not torch.cuda.is_available():
             raise BackendUnavailable(f"TensorRT needs a CUDA device (device={device}, "
                                      f"torch.cuda.is_available()={torch.cuda.is_available()})")
-        from ..cli.export import default_cache_dir, weights_hash
-
         self.trt = trt
         self.model = model.cpu().eval()
         self.model_path = model_path
@@ -105,8 +105,6 @@ class TensorRTBackend:
         return self.cache_dir / "trt" / f"{tag}.{gpu}.trt{self.trt.__version__}.{key}.engine"
 
     def _load(self, settings: SamplerSettings):
-        from ..cli.export import ensure_graph
-
         path = self.engine_path(settings)
         if not path.is_file():
             onnx_path = ensure_graph(self.model, settings.graph_key(), self.model_path,
@@ -188,7 +186,5 @@ def factory(model_path, device: str = "cuda", settings: SamplerSettings | None =
         raise BackendUnavailable(f"tensorrt is not installed ({e})") from None
     if not str(device).startswith("cuda") or not torch.cuda.is_available():
         raise BackendUnavailable(f"TensorRT needs a CUDA device (device={device})")
-    from ..cli.export import load_any
-
     keep = {k: options[k] for k in ("max_objects", "fp16", "cache_dir") if k in options}
     return TensorRTBackend(load_any(model_path), model_path, device, settings, **keep)

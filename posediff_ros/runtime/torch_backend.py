@@ -5,30 +5,15 @@ import time
 import numpy as np
 import torch
 
-from ..model.posenet import PoseNet, pose_to_camera
-from ..model.rotation import log_map, mean_rotation, rot6d_to_matrix, y_axis_angle
+from ..model.posenet import PoseNet, load_any, pose_to_camera
+from ..model.rotation import rot6d_to_matrix
 from .base import PoseBatch, SamplerSettings
+from .postprocess import empty_batch, make_noise, summarise
 
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def pose_covariance(rot: torch.Tensor, trans: torch.Tensor, r_mean, t_mean) -> torch.Tensor:
-    """(B,N,3,3), (B,N,3) samples -> (B,6,6) covariance over (x,y,z, rot x,y,z), rotations as
-    rotation vectors of R_i R_mean^T (camera-frame axes, as geometry_msgs expects)."""
-    dr = log_map(rot @ r_mean.transpose(-1, -2)[:, None])
-    v = torch.cat([trans - t_mean[:, None], dr], dim=-1)  # (B, N, 6)
-    return v.transpose(1, 2) @ v / max(v.shape[1] - 1, 1)
-
-
-def agreement_score(r_a, t_a, r_b, t_b, scale) -> torch.Tensor:
-    """Confidence in [0, 1] from how well the diffusion sample and the regression pose agree
-    (up-axis angle; translation relative to the object's size): 1 = identical."""
-    ang = y_axis_angle(r_a, r_b) * 180 / np.pi
-    dt = (t_a - t_b).norm(dim=-1) / scale
-    return torch.exp(-ang / 20.0) * torch.exp(-dt / 0.5)
 
 
 class TorchBackend:
@@ -48,12 +33,8 @@ class TorchBackend:
     @torch.no_grad()
     def predict(self, points: np.ndarray, class_ids: np.ndarray) -> PoseBatch:
         s = self.settings
-        b = len(points)
-        if b == 0:
-            z = np.zeros
-            return PoseBatch(z((0, 3, 3), np.float32), z((0, 3), np.float32),
-                             z((0, 3), np.float32), z((0,), np.float32),
-                             None if s.num_samples == 1 else z((0, 6, 6), np.float32), {})
+        if len(points) == 0:
+            return empty_batch(s.num_samples)
         timings = {}
         t0 = time.perf_counter()
         pts = torch.as_tensor(np.asarray(points, np.float32), device=self.device)
@@ -63,25 +44,18 @@ class TorchBackend:
         _sync(self.device)
         t1 = time.perf_counter()
         timings["encoder"] = (t1 - t0) * 1e3
-        gen = torch.Generator(device="cpu")
-        if s.seed is not None:
-            gen.manual_seed(s.seed)
-        else:
-            gen.seed()
-        noise = torch.randn(b, s.num_samples, 9, generator=gen).to(self.device)
+        noise = torch.from_numpy(make_noise(s, len(points))).to(self.device)
         x = self.model.sample_poses(cond, noise, s, reg)
         rot, trans = pose_to_camera(x, centroid, scale)
-        if s.num_samples > 1:
-            r_mean, t_mean = mean_rotation(rot, dim=1), trans.mean(dim=1)
-            cov = pose_covariance(rot, trans, r_mean, t_mean)
-        else:
-            r_mean, t_mean, cov = rot[:, 0], trans[:, 0], None
         r_reg = rot6d_to_matrix(reg["rot6d"])
         t_reg = centroid + scale[:, None] * reg["offset"]
-        score = agreement_score(r_mean, t_mean, r_reg, t_reg, scale)
         size = (scale[:, None] * reg["size"]).clamp_min(1e-4)
-        _sync(self.device)
+        poses = summarise(rot, trans, r_reg, t_reg, scale, size, timings)
         timings["sampler"] = (time.perf_counter() - t1) * 1e3
-        f = lambda a: a.float().cpu().numpy()  # noqa: E731
-        return PoseBatch(f(r_mean), f(t_mean), f(size), f(score),
-                         None if cov is None else f(cov), timings)
+        return poses
+
+
+def factory(model_path, device: str = "cpu", settings: SamplerSettings | None = None
+            ) -> TorchBackend:
+    """load_backend("torch", ...): a model JSON or "random"."""
+    return TorchBackend(load_any(model_path, device), device, settings)

@@ -1,0 +1,86 @@
+"""Who may import whom, read from the source (every import statement, function-local ones
+included):
+
+    cli/ (programs)    ros/ (node, ROS tools)
+            \\            /
+         runtime/ (backends, graph, export cache)
+                   |
+    core: model/, data/, pipeline, geometry, sync, metrics, ...
+
+The core and runtime/ never import the programs or the ROS layer; the two top layers do not
+import each other; and no group of modules imports itself round in a cycle."""
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "posediff_ros"
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported(path: Path) -> set[str]:
+    """posediff_ros modules a file imports (for `from x import y`: x.y when that is a module,
+    else x)."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join(parent + ([node.module] if node.module else []))
+            out |= {f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base
+                    for a in node.names}
+    return {m for m in out if m in MODULES}
+
+
+MODULES = {module_name(p) for p in PACKAGE.rglob("*.py")}
+GRAPH = {module_name(p): imported(p) for p in PACKAGE.rglob("*.py")}
+
+
+def layer(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in ("cli", "ros", "runtime") else "core"
+
+
+def test_every_module_is_read():
+    assert {"posediff_ros.pipeline", "posediff_ros.runtime.graph", "posediff_ros.ros.node",
+            "posediff_ros.cli.train"} <= set(GRAPH)
+    assert "posediff_ros.runtime.graph" in GRAPH["posediff_ros.runtime.fused_backend"]
+
+
+def test_layers_import_only_downwards():
+    allowed = {"core": {"core"}, "runtime": {"core", "runtime"},
+               "ros": {"core", "runtime", "ros"}, "cli": {"core", "runtime", "cli"}}
+    protocol = "posediff_ros.runtime.base"  # the Backend protocol the core pipeline calls
+    wrong = sorted(f"{m} imports {i}" for m, deps in GRAPH.items() for i in deps
+                   if layer(i) not in allowed[layer(m)] and i != protocol)
+    assert not wrong, "\n".join(wrong)
+
+
+def test_no_import_cycles():
+    def cycle_from(start, path, seen):
+        for nxt in sorted(GRAPH[path[-1]]):
+            if nxt == start:
+                return path
+            if nxt not in seen:
+                seen.add(nxt)
+                found = cycle_from(start, [*path, nxt], seen)
+                if found:
+                    return found
+        return None
+
+    parents = {m for m in GRAPH if any(o.startswith(m + ".") for o in GRAPH)}
+    cycles = []
+    for m in sorted(GRAPH):
+        found = cycle_from(m, [m], {m})
+        # a package importing its own submodules (re-exports in __init__) is no cycle
+        if found and not (set(found) & parents):
+            cycles.append(" -> ".join(found))
+    assert not cycles, "\n".join(cycles)

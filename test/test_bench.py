@@ -8,13 +8,11 @@ import pytest
 
 from posediff_ros.cli.bench import (
     BenchConfig,
-    GenPoseBaseline,
     frame_points,
     main,
     percentiles,
     render_bench_frame,
 )
-from posediff_ros.model.posenet import load_any
 
 
 @pytest.fixture(autouse=True)
@@ -61,16 +59,6 @@ def test_frame_points_are_real_object_points():
     assert pts.shape == (7, 64, 3) and cls.shape == (7,)
     assert ((pts[..., 2] > 0.1) & (pts[..., 2] < 5)).all()  # in front of the camera
     assert set(cls.tolist()) <= set(range(1, 7))
-
-
-def test_baseline_selects_one_pose_per_object():
-    model = load_any("random")
-    base = GenPoseBaseline(model, "cpu", hypotheses=6, steps=3, keep=0.6)
-    pts = (np.random.default_rng(0).normal(0, 0.03, (2, model.cfg.num_points, 3))
-           + [0, 0, 0.8]).astype(np.float32)
-    r, t, s = base.predict(pts, np.array([1, 5]))
-    assert r.shape == (2, 3, 3) and t.shape == (2, 3) and s.shape == (2, 3)
-    np.testing.assert_allclose(np.linalg.det(r), 1.0, atol=1e-4)
 
 
 def test_percentiles_and_config():

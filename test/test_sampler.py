@@ -10,7 +10,6 @@ from posediff_ros.model.sampler import (
     W_SCHEDULES,
     get_sigmas,
     get_w,
-    select_and_average,
     solve,
 )
 from posediff_ros.model.sde import VESDE
@@ -102,13 +101,3 @@ def test_determinism_and_callback():
     assert torch.equal(a, b)
     assert [d["i"] for d in seen] == [0, 1, 2, 3]
     assert seen[0]["x"].shape == (10, 3) and seen[-1]["w"].item() == pytest.approx(4.0)
-
-
-def test_select_and_average_drops_outliers():
-    eye = torch.eye(3)
-    flip = torch.diag(torch.tensor([-1.0, 1.0, -1.0]))
-    rot = torch.stack([eye] * 8 + [flip] * 2)[None]
-    trans = torch.cat([torch.zeros(8, 3), torch.ones(2, 3)])[None]
-    r, t = select_and_average(rot, trans, keep=0.6)
-    torch.testing.assert_close(r[0], eye, atol=1e-5, rtol=0)
-    torch.testing.assert_close(t[0], torch.zeros(3))

@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..model.baseline import GenPoseBaseline
+
 # fp32 (non-tensor-core) peaks, FLOP/s, for the achieved-fraction column on a GPU
 GPU_PEAK_FP32 = {"H100 SXM": 67e12, "H100 PCIe": 51e12, "H100": 67e12, "H200": 67e12,
                  "A100": 19.5e12, "L4": 30.3e12, "A10": 31.2e12, "RTX 4090": 82.6e12,
@@ -39,9 +41,9 @@ class BenchConfig:
     steps: list[int] = field(default_factory=lambda: [2, 4, 8])
     repeats: int = 30
     warmup: int = 3
-    baseline_hypotheses: int = 50
-    baseline_steps: int = 150
-    baseline_keep: float = 0.6
+    baseline_hypotheses: int = GenPoseBaseline.hypotheses  # model/baseline.py
+    baseline_steps: int = GenPoseBaseline.steps
+    baseline_keep: float = GenPoseBaseline.keep
     baseline_repeats: int = 5
     test_cache: str | None = None
     accuracy_objects: int = 600
@@ -177,45 +179,6 @@ def accuracy(rot, trans, size, test) -> dict:
             "trans_median_cm": round(every["trans_median_cm"], 3), "n": every["n"]}
 
 
-# --- the GenPose-style baseline -------------------------------------------------------------
-
-
-class GenPoseBaseline:
-    """Same encoder and score head; 50 hypotheses per object, a many-step (unscaled, w = 1)
-    Euler PF-ODE from t = 0.55 as GenPose, then the selection rule of model/sampler.py
-    (keep the 60 % nearest the mean pose, average) in place of its energy network."""
-
-    def __init__(self, model, device: str, hypotheses: int, steps: int, keep: float,
-                 seed: int = 0):
-        self.model, self.device = model.to(device).eval(), torch.device(device)
-        self.hypotheses, self.steps, self.keep, self.seed = hypotheses, steps, keep, seed
-
-    @torch.no_grad()
-    def encode(self, points, class_ids):
-        pts = torch.as_tensor(points, device=self.device)
-        cls = torch.as_tensor(class_ids, device=self.device)
-        cond, centroid, scale = self.model.condition(pts, cls)
-        return cond, centroid, scale, self.model.regress(cond)
-
-    @torch.no_grad()
-    def sample(self, cond, centroid, scale, reg):
-        from ..model.posenet import pose_to_camera
-        from ..model.sampler import select_and_average
-
-        gen = torch.Generator().manual_seed(self.seed)
-        noise = torch.randn(len(cond), self.hypotheses, 9, generator=gen).to(self.device)
-        x = self.model.sample_poses(cond, noise, steps=self.steps, solver="euler",
-                                    w_schedule="none", w_max=1.0, init="noise")
-        rot, trans = pose_to_camera(x, centroid, scale)
-        r, t = select_and_average(rot, trans, self.keep)
-        size = (scale[:, None] * reg["size"]).clamp_min(1e-4)
-        return r, t, size
-
-    def predict(self, points, class_ids):
-        enc = self.encode(points, class_ids)
-        return [a.float().cpu().numpy() for a in self.sample(*enc)]
-
-
 # --- the run --------------------------------------------------------------------------------
 
 
@@ -290,9 +253,10 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
     for k in cfg.steps:
         flops[f"sampler_{k}"] = count_flops(lambda k=k: model_cpu.sample_poses(
             cond, torch.zeros(1, 1, 9), steps=k))
+    baseline = GenPoseBaseline(cfg.baseline_hypotheses, cfg.baseline_steps,
+                               keep=cfg.baseline_keep)
     flops["baseline_sampler"] = count_flops(lambda: model_cpu.sample_poses(
-        cond, torch.zeros(1, cfg.baseline_hypotheses, 9), steps=cfg.baseline_steps,
-        solver="euler", w_schedule="none", w_max=1.0, init="noise"))
+        cond, torch.zeros(1, cfg.baseline_hypotheses, 9), baseline.settings(default)))
 
     # --- ours, per backend x steps x objects
     loaded = {}
@@ -348,8 +312,7 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
                 bar.update(1)
 
     # --- the baseline (torch, same model)
-    base = GenPoseBaseline(model, cfg.device, cfg.baseline_hypotheses, cfg.baseline_steps,
-                           cfg.baseline_keep, cfg.seed)
+    model = model.to(cfg.device)
     for b in cfg.objects:
         pts, cls = inputs[b]
         reset_peak_rss()
@@ -357,10 +320,14 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
         for i in range(cfg.warmup + cfg.baseline_repeats):
             _sync(cfg.device)
             t0 = time.perf_counter()
-            enc = base.encode(pts, cls)
+            with torch.no_grad():
+                cond, centroid, scale = model.condition(torch.as_tensor(pts, device=cfg.device),
+                                                        torch.as_tensor(cls, device=cfg.device))
+                model.regress(cond)
             _sync(cfg.device)
             t1 = time.perf_counter()
-            base.sample(*enc)
+            baseline.sample(model, cond, centroid, scale,
+                            torch.Generator().manual_seed(cfg.seed))
             _sync(cfg.device)
             if i >= cfg.warmup:
                 enc_ms.append((t1 - t0) * 1e3)
@@ -368,7 +335,7 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
 
         def whole(b=b):
             p, c = frame_points(frame, b, P, rng)
-            base.predict(p, c)
+            baseline.predict(model, p, c, cfg.seed)
 
         frame_ms = _time(whole, cfg.baseline_repeats, 0, cfg.device)
         row = {"method": "baseline", "backend": "torch", "asked": "torch",
@@ -383,7 +350,7 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
         bar.update(1)
     bar.close()
 
-    acc = run_accuracy(cfg, model, base, progress)
+    acc = run_accuracy(cfg, model, baseline, progress)
     configure = measure_configure(model.cpu(), default.steps, cfg.threads)
     info["load_avg_end"] = os.getloadavg()
     result = {"config": asdict(cfg), "machine": info, "backends_loaded": loaded,
@@ -392,6 +359,7 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
               "seconds": round(time.time() - started, 1),
               "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
     result["default_steps"] = default.steps
+    result["baseline"] = baseline.describe()
     result["targets"] = targets(result, default.steps)
     return result
 
@@ -425,7 +393,7 @@ def measure_configure(model, steps: int, threads: int | None) -> dict:
     return out
 
 
-def run_accuracy(cfg: BenchConfig, model, base: GenPoseBaseline, progress: bool) -> dict:
+def run_accuracy(cfg: BenchConfig, model, baseline: GenPoseBaseline, progress: bool) -> dict:
     """Ours at every step count (torch backend; the other backends match it to < 1e-4) and the
     baseline, on the same held-out objects."""
     from ..runtime.torch_backend import TorchBackend
@@ -443,7 +411,8 @@ def run_accuracy(cfg: BenchConfig, model, base: GenPoseBaseline, progress: bool)
                                        np.concatenate([p.translation for p in parts]),
                                        np.concatenate([p.size for p in parts]), test)
         bar.update(1)
-    parts = [base.predict(test["points"][i:i + chunk], test["class_ids"][i:i + chunk])
+    parts = [baseline.predict(model, test["points"][i:i + chunk],
+                              test["class_ids"][i:i + chunk], cfg.seed)
              for i in range(0, n, chunk)]
     out["baseline"] = accuracy(*[np.concatenate([p[j] for p in parts]) for j in range(3)], test)
     bar.update(1)
@@ -519,9 +488,8 @@ def markdown(res: dict) -> str:
              "",
              "Latency in ms as p50 / p90 / p99. points = masked depth -> point sets; encoder = "
              "normalisation + encoder + regression head; sampler = few-step sampler (ours) or "
-             f"{cfg['baseline_hypotheses']} hypotheses x {cfg['baseline_steps']} Euler steps + "
-             "selection (baseline); frame = all, timed end to end. fps and objects/s from the "
-             "frame p50.", "",
+             f"the baseline's hypotheses + selection ({res['baseline']}, model/baseline.py); "
+             "frame = all, timed end to end. fps and objects/s from the frame p50.", "",
              "| method | backend | steps | objects | points | encoder | sampler | model | "
              "frame | fps | obj/s | peak RSS MB | GFLOP/obj |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]

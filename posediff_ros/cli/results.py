@@ -28,9 +28,10 @@ import torch
 
 from ..categories import BY_ID, NAMES
 from ..metrics import accuracy_table, object_errors
+from ..model.baseline import GenPoseBaseline
 from ..model.posenet import PoseNet, load_model, pose_to_camera
 from ..model.rotation import mean_rotation
-from ..model.sampler import SamplerSettings, select_and_average
+from ..model.sampler import SamplerSettings
 
 RESULTS = Path("docs/results")
 IMAGES = Path("docs/images")
@@ -90,19 +91,15 @@ def sample_batched(model, cond, cent, scale, reg, settings: SamplerSettings, see
 
 
 @torch.no_grad()
-def genpose_baseline(model, cond, cent, scale, hypotheses=50, steps=50, seed=0, batch=64):
-    """GenPose-style: 50 hypotheses x a many-step ODE (Heun, no score scaling), then keep the
-    60% closest to the mean pose and average (we train no energy network)."""
+def baseline_batched(model, cond, cent, scale, baseline: GenPoseBaseline, seed=0, batch=64):
+    """The GenPose-style baseline's pose of every object, in batches (its 50 hypotheses per
+    object are memory-hungry)."""
     g = torch.Generator().manual_seed(seed)
     rots, transs = [], []
     for s in range(0, len(cond), batch):
         sl = slice(s, s + batch)
-        noise = torch.randn(len(cond[sl]), hypotheses, 9, generator=g)
-        x = model.sample_poses(cond[sl], noise, steps=steps, solver="heun", w_schedule="none",
-                               w_max=1.0, init="noise")
-        r, t = pose_to_camera(x, cent[sl], scale[sl])
-        r, t = select_and_average(r, (t - cent[sl, None]) / scale[sl, None, None], keep=0.6)
-        rots.append(r), transs.append(cent[sl] + scale[sl, None] * t)
+        r, t = baseline.sample(model, cond[sl], cent[sl], scale[sl], g)
+        rots.append(r), transs.append(t)
     return torch.cat(rots), torch.cat(transs)
 
 
@@ -158,11 +155,11 @@ def cmd_evaluate(args) -> None:
         "ms": latency_ms(model, test, lambda c, ce, s, r: sample_batched(
             model, c, ce, s, r, unscaled))}
     nb = min(args.baseline_objects, n)
-    base = lambda c, ce, s, r: genpose_baseline(model, c, ce, s, 50, args.baseline_steps)  # noqa: E731
+    baseline = GenPoseBaseline(steps=args.baseline_steps)
+    base = lambda c, ce, s, r: baseline_batched(model, c, ce, s, baseline)  # noqa: E731
     rb, tb = base(cond[:nb], cent[:nb], scale[:nb], reg[:nb])
-    rows[f"GenPose-style: 50 hypotheses x {args.baseline_steps} Heun steps, keep 60% near "
-         f"the mean, average"] = {"table": table_of(test, rb, tb, size[:nb], nb),
-                                  "ms": latency_ms(model, test, base, n=5), "objects": nb}
+    rows[baseline.describe()] = {"table": table_of(test, rb, tb, size[:nb], nb),
+                                 "ms": latency_ms(model, test, base, n=5), "objects": nb}
     out = {"model": str(args.model), "test_cache": test["source"], "test_seeds": test["seeds"],
            "objects": n, "iou": "correct (not legacy)", "rows": rows,
            "training": model.cfg.training.get("command"), "environment": environment()}

@@ -17,13 +17,11 @@ overshoot (x - w (x - D) for a big step) and few-step sampling would diverge.
 """
 
 import dataclasses
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-from .rotation import mean_rotation
 from .sde import VESDE
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -234,21 +232,3 @@ def sample(denoise: Denoiser, noise: torch.Tensor, schedule: Schedule, settings:
     sigmas, w = schedule.sigmas.to(noise), schedule.w.to(noise.device)
     x = start_point(settings.init, noise, sigmas[0], reg_pose)
     return get_solver(settings.solver)(denoise, x, sigmas, w, callback)
-
-
-# --- GenPose-style baseline: many hypotheses, many steps, a selection step ----------------
-
-
-def select_and_average(rot: torch.Tensor, trans: torch.Tensor, keep: float = 0.6):
-    """Selection rule standing in for GenPose's energy network (we train none): keep the
-    `keep` fraction of hypotheses closest to the hypotheses' mean pose (chordal rotation
-    distance in radians-ish units + translation distance, both in the normalised frame), then
-    average them (chordal rotation mean, translation mean).
-    rot (B, N, 3, 3), trans (B, N, 3) -> (B, 3, 3), (B, 3)."""
-    r_mean = mean_rotation(rot, dim=1)
-    t_mean = trans.mean(dim=1)
-    dist = (rot - r_mean[:, None]).flatten(2).norm(dim=-1) + (trans - t_mean[:, None]).norm(dim=-1)
-    n_keep = max(1, math.ceil(keep * rot.shape[1]))
-    idx = dist.topk(n_keep, dim=1, largest=False).indices
-    b = torch.arange(rot.shape[0], device=rot.device)[:, None]
-    return mean_rotation(rot[b, idx], dim=1), trans[b, idx].mean(dim=1)

@@ -105,18 +105,20 @@ def test_tiny_model_overfits_a_handful(tmp_path):
     assert last_loss < 0.3 * first["loss"]
 
 
-def test_joint_phases_and_export(tmp_path):
-    cfg = tiny(tmp_path, export=str(tmp_path / "m.json"))
+def test_joint_phases_and_model_card(tmp_path):
+    cfg = tiny(tmp_path)
     res = train(cfg, command="posediff-train --test")
     log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     phases = {r["step"]: r["phase"] for r in log if r["kind"] == "train"}
     assert phases[5] == 1 and phases[20] == 2
     assert "loss_dsm" in [r for r in log if r["kind"] == "train"][-1]
     assert res["step"] == 20 and res["final_eval"]["kind"] == "eval"
-    model = load_model(tmp_path / "m.json")
+    model = load_model(tmp_path / "run" / "model.json")
     t = model.cfg.training
     assert t["command"] == "posediff-train --test" and t["steps"] == 20
     assert t["train_seeds"] == [0, 0] and t["val_seeds"] == [1, 1]
+    assert t["train_cache"] == cfg.train_cache and t["train_objects"] == 8
+    assert t["final_eval"] == res["final_eval"] and [e["step"] for e in t["evals"]] == [10, 20]
 
 
 def test_scratch_mode_trains_only_the_score_path(tmp_path):
@@ -170,11 +172,11 @@ def test_torchrun_ddp_two_processes(tmp_path):
            "--train_cache", cfg.train_cache, "--val_cache", cfg.val_cache, "--num_points", "64",
            "--feat_dim", "64", "--emb_dim", "8", "--hidden", "64", "--batch_size", "8",
            "--max_steps", "10", "--phase1_steps", "5", "--eval_every", "5", "--threads", "1",
-           "--out_dir", cfg.out_dir, "--progress", "false", "--export", str(tmp_path / "m.json")]
+           "--out_dir", cfg.out_dir, "--progress", "false"]
     subprocess.run(cmd, check=True, timeout=120, capture_output=True)
     log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert max(r["step"] for r in log) == 10
-    assert load_model(tmp_path / "m.json").cfg.training["steps"] == 10
+    assert load_model(tmp_path / "run" / "model.json").cfg.training["steps"] == 10
 
 
 def test_results_pipeline_end_to_end(tmp_path, monkeypatch):
@@ -182,10 +184,10 @@ def test_results_pipeline_end_to_end(tmp_path, monkeypatch):
     generated from them (tables, plots, verdict and target lines)."""
     from posediff_ros.cli import results
 
-    cfg = tiny(tmp_path, export=str(tmp_path / "m.json"), eval_every=10)
+    cfg = tiny(tmp_path, eval_every=10)
     train(cfg, command="posediff-train --tiny")
     monkeypatch.chdir(tmp_path)
-    model, test = str(tmp_path / "m.json"), cfg.val_cache
+    model, test = str(tmp_path / "run" / "model.json"), cfg.val_cache
     results.main(["evaluate", "--model", model, "--test", test, "--baseline_objects", "4",
                   "--baseline_steps", "3", "--threads", "1"])
     results.main(["tune", "--model", model, "--val", cfg.train_cache, "--threads", "1"])
@@ -199,4 +201,54 @@ def test_results_pipeline_end_to_end(tmp_path, monkeypatch):
     assert (tmp_path / "docs" / "images" / "sampler_ablation.png").is_file()
     nocs = json.loads((tmp_path / "docs" / "results" / "nocs_table.json").read_text())
     assert nocs["objects"] == 12 and nocs["training"] == "posediff-train --tiny"
-    assert load_model(tmp_path / "m.json").cfg.notes["sampler_selection"]["objects"] == 8
+    assert load_model(model).cfg.notes["sampler_selection"]["objects"] == 8
+
+
+def _sha256(path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_run_writes_only_into_its_out_dir(tmp_path, monkeypatch, repo):
+    """The first experiment of issue 12 (`posediff-train --config config/train_default.yaml
+    --train_cache X --out_dir Y --max_steps 60`, here shortened and with a small network)
+    leaves the bundled model alone; the model and its card land in Y; the bundled model is
+    replaced only with --replace-bundled-model."""
+    from posediff_ros.cli import train as train_module
+
+    bundled = tmp_path / "models" / "posediff_default.json"  # a copy standing in for it
+    bundled.parent.mkdir()
+    real = repo / "models" / "posediff_default.json"
+    real_files = {p: _sha256(p) for p in (real, real.with_suffix(".safetensors"))}
+    for p in real_files:
+        (bundled.parent / p.name).write_bytes(p.read_bytes())
+    monkeypatch.setattr(train_module, "DEFAULT_MODEL", bundled)
+    before = {p.name: _sha256(p) for p in bundled.parent.iterdir()}
+    run = tmp_path / "my_run"
+    args = ["--config", str(repo / "config" / "train_default.yaml"),
+            "--train_cache", str(write_cache(tmp_path / "train", 8)),
+            "--val_cache", str(write_cache(tmp_path / "val", 12, seed=1)),
+            "--out_dir", str(run), "--max_steps", "3", "--num_points", "64", "--feat_dim", "64",
+            "--emb_dim", "8", "--hidden", "64", "--batch_size", "4", "--progress", "false"]
+    monkeypatch.chdir(tmp_path)  # a relative path in the config would land here
+    train_module.main(args)
+    assert {p.name: _sha256(p) for p in bundled.parent.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["models", "my_run", "train", "val"]
+    card = load_model(run / "model.json").cfg.training
+    assert card["steps"] == 3 and card["out_dir"] == str(run)
+    assert card["train_cache"] == str(tmp_path / "train") and card["train_seeds"] == [0, 0]
+    assert card["final_eval"]["step"] == 3 and "sample/10d5cm" in card["final_eval"]
+    # asked for: the bundled model becomes the run's model, and says where it came from
+    train_module.main([*args, "--replace-bundled-model"])
+    installed = load_model(bundled)
+    assert installed.cfg.training["installed_from"] == str(run / "model.json")
+    assert _sha256(bundled.with_suffix(".safetensors")) == _sha256(run / "model.safetensors")
+    assert {p: _sha256(p) for p in real_files} == real_files  # the repository's own copy
+
+
+def test_a_config_that_still_exports_is_refused(tmp_path):
+    y = tmp_path / "old.yaml"
+    y.write_text("export: models/posediff_default.json\n")
+    with pytest.raises(SystemExit, match="--replace-bundled-model"):
+        load_config(["--config", str(y)])

@@ -9,13 +9,18 @@ Modes (the paper's two phases and the GenPose-style baseline):
   regression  phase 1 for the whole run.
 
 usage:
-  posediff-train [--config config/train_default.yaml] [--key value ...]
+  posediff-train [--config config/train_default.yaml] [--key value ...] [--replace-bundled-model]
   torchrun --nproc_per_node N -m posediff_ros.cli.train ...   (DDP; rank 0 logs and checkpoints)
 
-Everything is seeded; a run directory holds ckpt.safetensors + ckpt.json (model, EMA and
-optimizer tensors, step, RNG state; no pickle), log.jsonl (one JSON line per log/eval) and,
-at the end, the exported model (EMA weights) when --export is given. Re-running the same
-command resumes from the last checkpoint.
+Everything is seeded. A run writes only into its out_dir: ckpt.safetensors + ckpt.json (model,
+EMA and optimizer tensors, step, RNG state; no pickle), log.jsonl (one JSON line per log/eval)
+and, at the end, model.json + model.safetensors (the EMA weights; the JSON's "training" is the
+model card: data, steps, validation metrics). Re-running the same command resumes from the
+last checkpoint. --replace-bundled-model then installs that model as the bundled one
+(models/posediff_default.json, what the node loads by default); nothing else touches it.
+
+The run reads top to bottom in train(): init_or_resume, then per step train_step, update_ema,
+log, evaluate_and_log (every eval_every steps) and checkpoint; at the end write_model.
 """
 
 from __future__ import annotations
@@ -27,17 +32,29 @@ import os
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+import yaml
 
 from ..categories import BY_NAME
-from ..model.posenet import PoseNet, PoseNetConfig, pose_target, pose_to_camera, save_model
+from ..data.cache import FIELDS, TrainingCache, load_cache, shard_path
+from ..metrics import accuracy_table, object_errors
+from ..model.posenet import (
+    PoseNet,
+    PoseNetConfig,
+    load_model,
+    pose_target,
+    pose_to_camera,
+    save_model,
+)
 from ..model.rotation import canonical_symmetric
 from ..model.sampler import SamplerSettings
+from ..runtime import DEFAULT_MODEL
 
 
 @dataclass
@@ -84,8 +101,7 @@ class TrainConfig:
     eval_w_schedule: str = "exponential"
     eval_w_max: float = 4.0
     # run
-    out_dir: str = "runs/default"
-    export: str = ""  # model JSON written from the EMA weights at the end
+    out_dir: str = "runs/default"  # everything the run writes goes here
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # torch CPU threads (0 = torch's default)
@@ -105,9 +121,13 @@ def _parse_value(text: str, like):
     return type(like)(text)
 
 
-def load_config(argv: list[str] | None = None) -> TrainConfig:
+def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
+    """(config, replace the bundled model at the end)."""
     parser = argparse.ArgumentParser(prog="posediff-train", description=__doc__.split("\n")[0])
     parser.add_argument("--config", help="YAML file of TrainConfig fields")
+    parser.add_argument("--replace-bundled-model", action="store_true",
+                        help=f"at the end, install the run's model as {DEFAULT_MODEL} (what "
+                             "the node loads by default)")
     defaults = TrainConfig()
     for f in fields(TrainConfig):
         parser.add_argument(f"--{f.name}", type=str, default=None,
@@ -115,10 +135,12 @@ def load_config(argv: list[str] | None = None) -> TrainConfig:
     args = parser.parse_args(argv)
     values = asdict(defaults)
     if args.config:
-        import yaml
-
         with open(args.config) as fh:
             file_values = yaml.safe_load(fh) or {}
+        if "export" in file_values:
+            raise SystemExit(f"{args.config}: 'export' is gone: the model is written to "
+                             "<out_dir>/model.json; --replace-bundled-model installs it as the "
+                             "bundled model")
         unknown = set(file_values) - set(values)
         if unknown:
             raise SystemExit(f"{args.config}: unknown keys {sorted(unknown)}")
@@ -127,7 +149,11 @@ def load_config(argv: list[str] | None = None) -> TrainConfig:
         text = getattr(args, f.name)
         if text is not None:
             values[f.name] = _parse_value(text, getattr(defaults, f.name))
-    return TrainConfig(**values)
+    return TrainConfig(**values), args.replace_bundled_model
+
+
+def load_config(argv: list[str] | None = None) -> TrainConfig:
+    return parse_args(argv)[0]
 
 
 # --- learning rate: linear warm-up then cosine to min_lr -------------------------------------
@@ -158,8 +184,6 @@ class Split:
 
 
 def load_split(path: str, limit: int = 0, shards: str = "") -> Split:
-    from ..data.cache import FIELDS, TrainingCache, load_cache, shard_path
-
     if shards:
         a, b = (int(v) for v in shards.split(":"))
         parts = [dict(np.load(shard_path(path, k))) for k in range(a, b)]
@@ -233,7 +257,7 @@ def _row_quantile(x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
 SYMMETRIC_IDS = torch.tensor([c.id for c in BY_NAME.values() if c.y_symmetric])
 
 
-def targets(model: PoseNet, rot, trans, sizes, class_ids, centroid, scale):
+def pose_targets(rot, trans, sizes, class_ids, centroid, scale):
     """9-D pose target in the normalised frame; y-symmetric classes get the one rotation about
     y that faces the camera, so their target is a function of the view."""
     sym = torch.isin(class_ids, SYMMETRIC_IDS.to(class_ids.device))
@@ -258,15 +282,13 @@ def dsm_loss(model: PoseNet, cond: torch.Tensor, x0: torch.Tensor, draws: int, t
     return (sigma[..., None] * score + z).square().mean()
 
 
-# --- evaluation on the held-out split -----------------------------------------------------
+# --- validation on the held-out split -----------------------------------------------------
 
 
 @torch.no_grad()
-def evaluate(model: PoseNet, split: Split, cfg: TrainConfig, device) -> dict:
+def validate(model: PoseNet, split: Split, cfg: TrainConfig, device) -> dict:
     """Regression head and one score-scaled sample on the first eval_objects objects: NOCS
     per-object accuracies (posediff_ros.metrics), class means."""
-    from ..metrics import accuracy_table, object_errors
-
     model.eval()
     n = min(cfg.eval_objects, len(split))
     out = {"regression": [], "sample": []}
@@ -338,7 +360,7 @@ def load_checkpoint(path: Path, model, ema: dict, opt) -> dict:
     return state
 
 
-# --- the run ------------------------------------------------------------------------------
+# --- the run: init or resume, train step, EMA, evaluate and log, checkpoint, model card -----
 
 
 def model_config(cfg: TrainConfig) -> PoseNetConfig:
@@ -350,7 +372,69 @@ def model_config(cfg: TrainConfig) -> PoseNetConfig:
                          emb_dim=cfg.emb_dim, hidden=cfg.hidden, sampler=sampler)
 
 
-def train(cfg: TrainConfig, command: str = "") -> dict:
+class RunLog:
+    """log.jsonl (+ TensorBoard when installed) in the run directory; rank 0 only."""
+
+    def __init__(self, out: Path, enabled: bool):
+        self.file = open(out / "log.jsonl", "a") if enabled else None  # noqa: SIM115
+        self.writer = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(str(out / "tb"))
+            except Exception:  # noqa: BLE001 - tensorboard not installed: JSONL only
+                self.writer = None
+
+    def write(self, record: dict) -> None:
+        if self.file is None:
+            return
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        if self.writer is not None:
+            for k, v in record.items():
+                if isinstance(v, int | float) and k != "step":
+                    self.writer.add_scalar(k, v, record["step"])
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+@dataclass
+class Run:
+    """Everything a training run carries from step to step."""
+
+    cfg: TrainConfig
+    device: torch.device
+    rank: int
+    ddp: bool
+    model: PoseNet
+    ema: dict[str, torch.Tensor]  # exponential moving average of the weights
+    opt: torch.optim.Optimizer
+    train_split: Split
+    val_split: Split | None
+    draw_weights: torch.Tensor  # per training object (oversampling of asymmetric classes)
+    log: RunLog
+    step: int = 0
+    elapsed_before: float = 0.0  # wall time of the runs this one resumes
+    history: list[dict] = field(default_factory=list)  # eval records
+    started: float = field(default_factory=time.time)
+
+    @property
+    def master(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def ckpt(self) -> Path:
+        return Path(self.cfg.out_dir) / "ckpt"
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.time() - self.started
+
+
+def start_device(cfg: TrainConfig) -> tuple[torch.device, int, bool]:
+    """(device, rank, ddp): one process, or one of torchrun's (DDP, one device each)."""
     ddp = int(os.environ.get("WORLD_SIZE", "1")) > 1
     rank = int(os.environ.get("RANK", "0"))
     if cfg.device == "auto":
@@ -358,19 +442,21 @@ def train(cfg: TrainConfig, command: str = "") -> dict:
     else:
         device = torch.device(cfg.device)
     if ddp:
-        import torch.distributed as dist
-
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         if device.type == "cuda":
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
             torch.cuda.set_device(device)
-    master = rank == 0
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    return device, rank, ddp
+
+
+def init_or_resume(cfg: TrainConfig, device: torch.device, rank: int, ddp: bool) -> Run:
+    """Data, model (same initial weights on every rank), EMA, optimiser; then the run's
+    checkpoint, if there is one, on top."""
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-
     train_split = load_split(cfg.train_cache, cfg.max_train)
     val_split = (load_split(cfg.val_cache, shards=cfg.val_shards)
                  if cfg.val_cache and cfg.eval_every > 0 else None)
@@ -378,155 +464,176 @@ def train(cfg: TrainConfig, command: str = "") -> dict:
     torch.manual_seed(cfg.seed + 1000 * rank)  # different batches per rank
     ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
     asym = ~torch.isin(train_split.class_ids, SYMMETRIC_IDS)
-    draw_weights = torch.where(asym, cfg.oversample_asymmetric, 1.0)
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         (no_decay if p.ndim < 2 or "class_emb" in name else decay).append(p)
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
-    ckpt = out / "ckpt"
-    step, elapsed_before, history = 0, 0.0, []
-    if ckpt.with_suffix(".json").exists():
-        state = load_checkpoint(ckpt, model, ema, opt)
-        step, elapsed_before = state["step"], state.get("elapsed_s", 0.0)
-        history = state.get("history", [])
-        if master:
-            print(f"resumed from {ckpt}.json at step {step}", file=sys.stderr)
-    writer = None
-    if master:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
+    run = Run(cfg, device, rank, ddp, model, ema, opt, train_split, val_split,
+              torch.where(asym, cfg.oversample_asymmetric, 1.0), RunLog(out, rank == 0))
+    if run.ckpt.with_suffix(".json").exists():
+        state = load_checkpoint(run.ckpt, model, ema, opt)
+        run.step, run.elapsed_before = state["step"], state.get("elapsed_s", 0.0)
+        run.history = state.get("history", [])
+        if run.master:
+            print(f"resumed from {run.ckpt}.json at step {run.step}", file=sys.stderr)
+    return run
 
-            writer = SummaryWriter(str(out / "tb"))
-        except Exception:  # noqa: BLE001 - tensorboard not installed: JSONL only
-            writer = None
-    log_file = open(out / "log.jsonl", "a") if master else None  # noqa: SIM115
 
-    def log(record: dict) -> None:
-        if not master:
-            return
-        log_file.write(json.dumps(record) + "\n")
-        log_file.flush()
-        if writer is not None:
-            for k, v in record.items():
-                if isinstance(v, int | float) and k != "step":
-                    writer.add_scalar(k, v, record["step"])
+def phase_of(step: int, cfg: TrainConfig) -> int:
+    """1: regression only; 2: regression + denoising score matching (see the module doc)."""
+    if cfg.mode == "regression" or (cfg.mode == "joint" and step < cfg.phase1_steps):
+        return 1
+    return 2
 
-    def do_eval() -> dict:
-        swap = {k: v.clone() for k, v in model.state_dict().items()}
-        model.load_state_dict(ema)
-        res = evaluate(model, val_split, cfg, device)
-        model.load_state_dict(swap)
-        rec = {"step": step, "kind": "eval", "elapsed_s": elapsed()}
-        for key in ("regression", "sample"):
-            m = res[key]["mean"]
-            for col in ("IoU50", "5d2cm", "10d5cm"):
-                rec[f"{key}/{col}"] = m[col]
-            for name in ("camera", "laptop", "mug"):
-                if name in res[key]:
-                    rec[f"{key}/{name}_10d5cm"] = res[key][name]["10d5cm"]
-        log(rec)
-        history.append(rec)
-        return res
 
+def train_step(run: Run) -> dict:
+    """One optimiser step on a fresh augmented batch; returns its log record."""
+    cfg, model = run.cfg, run.model
+    phase, lr = phase_of(run.step, cfg), get_lr(run.step, cfg)
+    for g in run.opt.param_groups:
+        g["lr"] = lr
+    idx = torch.multinomial(run.draw_weights, cfg.batch_size, replacement=True)
+    batch = make_batch(run.train_split, idx, cfg, train=True)
+    pts, cls, rot, trans, sizes = (a.to(run.device) for a in batch)
+    cond, centroid, scale = model.condition(pts, cls)
+    x0, size_n = pose_targets(rot, trans, sizes, cls, centroid, scale)
+    losses = {}
+    if cfg.mode != "scratch":
+        losses["reg"] = regression_loss(model.regress(cond), x0, size_n)
+    if phase == 2:
+        losses["dsm"] = cfg.dsm_weight * dsm_loss(model, cond, x0, cfg.noise_draws,
+                                                  cfg.t_max_train)
+    loss = sum(losses.values())
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if run.ddp:  # average gradients over ranks (by hand: phase 1 leaves the score head unused)
+        for p in model.parameters():
+            if p.grad is not None:
+                dist.all_reduce(p.grad)
+                p.grad /= dist.get_world_size()
+    gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    run.opt.step()
+    return {"kind": "train", "phase": phase, "lr": lr, "loss": loss.item(),
+            **{f"loss_{k}": v.item() for k, v in losses.items()}, "grad_norm": float(gnorm)}
+
+
+@torch.no_grad()
+def update_ema(run: Run) -> None:
+    """EMA of the weights, with a decay that warms up over the first steps."""
+    d = min(run.cfg.ema_decay, (1 + run.step) / (10 + run.step))
+    for k, v in run.model.state_dict().items():
+        if v.dtype.is_floating_point:
+            run.ema[k].mul_(d).add_(v.detach(), alpha=1 - d)
+        else:
+            run.ema[k].copy_(v)
+
+
+def evaluate_and_log(run: Run) -> dict:
+    """The EMA weights on the validation split (the model's own sampler); logged and kept."""
+    swap = {k: v.clone() for k, v in run.model.state_dict().items()}
+    run.model.load_state_dict(run.ema)
+    res = validate(run.model, run.val_split, run.cfg, run.device)
+    run.model.load_state_dict(swap)
+    rec = {"step": run.step, "kind": "eval", "elapsed_s": run.elapsed()}
+    for key in ("regression", "sample"):
+        m = res[key]["mean"]
+        for col in ("IoU50", "5d2cm", "10d5cm"):
+            rec[f"{key}/{col}"] = m[col]
+        for name in ("camera", "laptop", "mug"):
+            if name in res[key]:
+                rec[f"{key}/{name}_10d5cm"] = res[key][name]["10d5cm"]
+    run.log.write(rec)
+    run.history.append(rec)
+    return res
+
+
+def checkpoint(run: Run, command: str) -> None:
+    save_checkpoint(run.ckpt, run.model, run.ema, run.opt, run.step, run.cfg,
+                    {"elapsed_s": run.elapsed(), "history": run.history, "command": command})
+
+
+def write_model(run: Run, command: str) -> Path:
+    """The run's model (EMA weights) and its card, in the run directory: <out_dir>/model.json
+    + model.safetensors. The card (the JSON's "training") says which data, how many steps and
+    which validation metrics made these weights. Also after a time-limit stop (marked
+    incomplete); re-running resumes and rewrites it."""
+    cfg, split, val = run.cfg, run.train_split, run.val_split
+    run.model.load_state_dict(run.ema)
+    card = {"command": command, "out_dir": cfg.out_dir, "mode": cfg.mode, "steps": run.step,
+            "complete": run.step >= cfg.max_steps, "elapsed_s": round(run.elapsed(), 1),
+            "train_cache": cfg.train_cache, "train_objects": len(split),
+            "train_seeds": split.seeds, "val_cache": cfg.val_cache,
+            "val_seeds": val.seeds if val is not None else None, "seed": cfg.seed,
+            "config": asdict(cfg), "final_eval": run.history[-1] if run.history else {},
+            "evals": run.history}
+    path = save_model(run.model, Path(cfg.out_dir) / "model.json", card)
+    print(f"wrote {path}", file=sys.stderr)
+    return path
+
+
+def train(cfg: TrainConfig, command: str = "") -> dict:
+    """Train to cfg.stop_step or cfg.max_steps (or the time limit), resuming the run in
+    cfg.out_dir if it has a checkpoint. Everything is written into cfg.out_dir."""
+    device, rank, ddp = start_device(cfg)
+    run = init_or_resume(cfg, device, rank, ddp)
     stop = cfg.stop_step or cfg.max_steps
-    t_start = time.time()
-    elapsed = lambda: elapsed_before + time.time() - t_start  # noqa: E731
     last_ckpt = time.time()
     bar = None
-    if master and cfg.progress:
+    if run.master and cfg.progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=stop, initial=step, dynamic_ncols=True, desc=cfg.mode)
-    model.train()
-    while step < stop:
-        phase = 1 if cfg.mode == "regression" or (cfg.mode == "joint" and
-                                                   step < cfg.phase1_steps) else 2
-        lr = get_lr(step, cfg)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        idx = torch.multinomial(draw_weights, cfg.batch_size, replacement=True)
-        pts, cls, rot, trans, sizes = make_batch(train_split, idx, cfg, train=True)
-        pts, cls, rot, trans, sizes = (a.to(device) for a in (pts, cls, rot, trans, sizes))
-        cond, centroid, scale = model.condition(pts, cls)
-        x0, size_n = targets(model, rot, trans, sizes, cls, centroid, scale)
-        losses = {}
-        if cfg.mode != "scratch":
-            losses["reg"] = regression_loss(model.regress(cond), x0, size_n)
-        if phase == 2:
-            losses["dsm"] = cfg.dsm_weight * dsm_loss(model, cond, x0, cfg.noise_draws,
-                                                      cfg.t_max_train)
-        loss = sum(losses.values())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if ddp:  # average gradients over ranks (by hand: phase 1 leaves the score head unused)
-            import torch.distributed as dist
-
-            for p in model.parameters():
-                if p.grad is not None:
-                    dist.all_reduce(p.grad)
-                    p.grad /= dist.get_world_size()
-        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        d = min(cfg.ema_decay, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for k, v in model.state_dict().items():
-                if v.dtype.is_floating_point:
-                    ema[k].mul_(d).add_(v.detach(), alpha=1 - d)
-                else:
-                    ema[k].copy_(v)
-        step += 1
+        bar = tqdm(total=stop, initial=run.step, dynamic_ncols=True, desc=cfg.mode)
+    run.model.train()
+    while run.step < stop:
+        record = train_step(run)
+        update_ema(run)
+        run.step += 1
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}", phase=phase)
-        if master and (step % cfg.log_every == 0 or step == 1 or step == stop):
-            log({"step": step, "kind": "train", "phase": phase, "lr": lr, "loss": loss.item(),
-                 **{f"loss_{k}": v.item() for k, v in losses.items()},
-                 "grad_norm": float(gnorm), "elapsed_s": elapsed()})
-        if master and val_split is not None and step % cfg.eval_every == 0:
-            do_eval()
-        out_of_time = cfg.max_minutes > 0 and (time.time() - t_start) / 60 > cfg.max_minutes
-        if master and (time.time() - last_ckpt > cfg.ckpt_minutes * 60 or step == stop
-                       or out_of_time):
-            save_checkpoint(ckpt, model, ema, opt, step, cfg,
-                            {"elapsed_s": elapsed(), "history": history, "command": command})
+            bar.set_postfix(loss=f"{record['loss']:.3f}", phase=record["phase"])
+        if run.master and (run.step % cfg.log_every == 0 or run.step in (1, stop)):
+            run.log.write({"step": run.step, **record, "elapsed_s": run.elapsed()})
+        if run.master and run.val_split is not None and run.step % cfg.eval_every == 0:
+            evaluate_and_log(run)
+        out_of_time = cfg.max_minutes > 0 and (time.time() - run.started) / 60 > cfg.max_minutes
+        if run.master and (time.time() - last_ckpt > cfg.ckpt_minutes * 60 or run.step == stop
+                           or out_of_time):
+            checkpoint(run, command)
             last_ckpt = time.time()
         if out_of_time:
             break
     if bar is not None:
         bar.close()
-    final = {}
-    if master and val_split is not None and (not history or history[-1]["step"] != step):
-        do_eval()
-        save_checkpoint(ckpt, model, ema, opt, step, cfg,
-                        {"elapsed_s": elapsed(), "history": history, "command": command})
-    if history:
-        final = history[-1]
-    if master and cfg.export:
-        # also after a time-limit stop (marked incomplete); re-running resumes and re-exports
-        model.load_state_dict(ema)
-        training = {"command": command, "mode": cfg.mode, "steps": step,
-                    "complete": step >= cfg.max_steps,
-                    "elapsed_s": round(elapsed(), 1), "train_cache": cfg.train_cache,
-                    "train_objects": len(train_split), "train_seeds": train_split.seeds,
-                    "val_cache": cfg.val_cache,
-                    "val_seeds": val_split.seeds if val_split is not None else None,
-                    "seed": cfg.seed, "config": asdict(cfg), "final_eval": final}
-        save_model(model, cfg.export, training)
-        print(f"exported {cfg.export}", file=sys.stderr)
-    if log_file is not None:
-        log_file.close()
+    if run.master and run.val_split is not None and (
+            not run.history or run.history[-1]["step"] != run.step):
+        evaluate_and_log(run)
+        checkpoint(run, command)
+    if run.master:
+        write_model(run, command)
+    run.log.close()
     if ddp:
-        import torch.distributed as dist
-
         dist.destroy_process_group()
-    return {"step": step, "final_eval": final, "history": history}
+    final = run.history[-1] if run.history else {}
+    return {"step": run.step, "final_eval": final, "history": run.history}
+
+
+def replace_bundled_model(model_json: Path, bundled: Path | None = None) -> Path:
+    """Install a run's model as the bundled one (what the node loads by default). Only on
+    request (--replace-bundled-model): a training run never writes outside its out_dir."""
+    model = load_model(model_json)
+    training = dict(model.cfg.training, installed_from=str(model_json))
+    path = save_model(model, bundled or DEFAULT_MODEL, training)
+    print(f"replaced the bundled model {path} with {model_json}", file=sys.stderr)
+    return path
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    cfg = load_config(argv)
+    cfg, replace_bundled = parse_args(argv)
     train(cfg, command=shlex.join(["posediff-train", *argv]))
+    if replace_bundled and int(os.environ.get("RANK", "0")) == 0:
+        replace_bundled_model(Path(cfg.out_dir) / "model.json")
 
 
 if __name__ == "__main__":

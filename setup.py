@@ -37,7 +37,7 @@ setup(
             "synthetic_camera = posediff_ros.ros.synthetic_camera:main",
             "posediff-bag = posediff_ros.ros.bag:main",
             "posediff-demo = posediff_ros.ros.demo:main",
-            "posediff-eval = posediff_ros.cli.evaluate:main",
+            "posediff-eval = posediff_ros.cli.eval_frames:main",
             "posediff-train = posediff_ros.cli.train:main",
             "posediff-results = posediff_ros.cli.results:main",
             "posediff-export = posediff_ros.cli.export:main",

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from posediff_ros.cli.evaluate import EvalConfig, evaluate_frames, main
+from posediff_ros.cli.eval_frames import EvalConfig, evaluate_frames, main
 from posediff_ros.data.nocs import Frame, GTInstance, iter_frames
 from posediff_ros.geometry import axis_angle_to_matrix, intrinsics_matrix, rotation_about_y
 from posediff_ros.metrics import COLUMNS

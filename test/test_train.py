@@ -188,7 +188,7 @@ def test_results_pipeline_end_to_end(tmp_path, monkeypatch):
     train(cfg, command="posediff-train --tiny")
     monkeypatch.chdir(tmp_path)
     model, test = str(tmp_path / "run" / "model.json"), cfg.val_cache
-    results.main(["evaluate", "--model", model, "--test", test, "--baseline_objects", "4",
+    results.main(["measure", "--model", model, "--test", test, "--baseline_objects", "4",
                   "--baseline_steps", "3", "--threads", "1"])
     results.main(["tune", "--model", model, "--val", cfg.train_cache, "--threads", "1"])
     results.main(["collect-runs", cfg.out_dir, "--note", "tiny"])

@@ -24,7 +24,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data.cache import build_shard, load_cache
+from ..data.points import frame_objects
+from ..data.synthetic import make_scene, render_frame, sample_camera
+from ..metrics import accuracy_table, object_errors
 from ..model.baseline import GenPoseBaseline
+from ..model.posenet import RANDOM, PoseNet, load_any
+from ..runtime import load_backend
+from ..runtime.onnx_backend import OnnxBackend
+from ..runtime.torch_backend import TorchBackend
 
 # fp32 (non-tensor-core) peaks, FLOP/s, for the achieved-fraction column on a GPU
 GPU_PEAK_FP32 = {"H100 SXM": 67e12, "H100 PCIe": 51e12, "H100": 67e12, "H200": 67e12,
@@ -116,7 +124,7 @@ def gpu_peak(name: str) -> float | None:
 
 
 @dataclass
-class Frame:
+class RenderedFrame:
     depth: np.ndarray  # (H, W) float metres
     mask: np.ndarray  # (H, W) instance ids
     K: np.ndarray
@@ -124,10 +132,8 @@ class Frame:
     classes: dict[int, int]  # instance -> NOCS class
 
 
-def render_bench_frame(seed: int = 0) -> Frame:
+def render_bench_frame(seed: int = 0) -> RenderedFrame:
     """One synthetic tabletop frame with six objects (640x480, noisy depth)."""
-    from ..data.synthetic import make_scene, render_frame, sample_camera
-
     rng = np.random.default_rng(seed)
     for _ in range(20):
         frame = render_frame(make_scene(rng, num_objects=6), sample_camera(rng), rng,
@@ -135,15 +141,13 @@ def render_bench_frame(seed: int = 0) -> Frame:
         inst = [i for i in frame.instances if i.visible_pixels >= 400]
         if len(inst) >= 3:
             break
-    return Frame(frame.depth.astype(np.float32) / 1000.0, frame.mask, frame.K,
+    return RenderedFrame(frame.depth.astype(np.float32) / 1000.0, frame.mask, frame.K,
                  [i.instance_id for i in inst], {i.instance_id: i.class_id for i in inst})
 
 
-def frame_points(frame: Frame, b: int, num_points: int, rng: np.random.Generator):
+def frame_points(frame: RenderedFrame, b: int, num_points: int, rng: np.random.Generator):
     """Points of b objects (instances reused cyclically when b > visible ones), as the node
     extracts them: (b, P, 3) float32, (b,) class ids."""
-    from ..data.points import frame_objects
-
     ids = [frame.ids[i % len(frame.ids)] for i in range(b)]
     found = frame_objects(frame.depth, frame.mask, frame.K, ids, num_points, rng,
                           min_points=32)
@@ -153,8 +157,6 @@ def frame_points(frame: Frame, b: int, num_points: int, rng: np.random.Generator
 def load_test_set(path: str | None, n: int, num_points: int):
     """First n objects of a cache (points cut to the model's P, as train.py evaluates), or
     n objects generated now from the test seed range when no cache is given."""
-    from ..data.cache import build_shard, load_cache
-
     if path and list(Path(path).glob("shard_*.npz")):
         c = load_cache(path)
         src = f"{path} (first {min(n, len(c))} of {len(c)} objects)"
@@ -168,8 +170,6 @@ def load_test_set(path: str | None, n: int, num_points: int):
 
 
 def accuracy(rot, trans, size, test) -> dict:
-    from ..metrics import accuracy_table, object_errors
-
     err = object_errors(rot, trans, test["rotations"], test["translations"], test["class_ids"],
                         test["handle_visible"], size, test["sizes"])
     table = accuracy_table(err)
@@ -218,149 +218,172 @@ def machine_info(device: str) -> dict:
     return info
 
 
-def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
-    from ..model.posenet import load_any
-    from ..runtime import load_backend
+@dataclass
+class Inputs:
+    """What every measurement of a run shares: the model, its frame and point sets."""
 
+    model: PoseNet
+    frame: RenderedFrame
+    points: dict[int, tuple[np.ndarray, np.ndarray]]  # objects -> (points, class ids)
+    rng: np.random.Generator  # point subsampling of the whole-frame timings
+
+    def frame_points(self, b: int):
+        return frame_points(self.frame, b, self.model.cfg.num_points, self.rng)
+
+
+def model_flops(cfg: BenchConfig, inputs: Inputs, baseline: GenPoseBaseline) -> dict[str, int]:
+    """Matmul FLOPs per object (B = 1): the encoder stage, our sampler per step count, the
+    baseline's sampler."""
+    model = inputs.model.cpu()
+    pts, cls = inputs.points[min(cfg.objects)]
+    pts, cls = torch.as_tensor(pts[:1]), torch.as_tensor(cls[:1])
+    with torch.no_grad():
+        cond, _, _ = model.condition(pts, cls)
+    flops = {"encoder": count_flops(lambda: model.regress(model.condition(pts, cls)[0]))}
+    for k in cfg.steps:
+        flops[f"sampler_{k}"] = count_flops(lambda k=k: model.sample_poses(
+            cond, torch.zeros(1, 1, 9), steps=k))
+    flops["baseline_sampler"] = count_flops(lambda: model.sample_poses(
+        cond, torch.zeros(1, baseline.hypotheses, 9), baseline.settings(model.cfg.sampler)))
+    return flops
+
+
+def speed(row: dict, objects: int) -> dict:
+    """objects/s and frames/s from the frame p50."""
+    row["objects_per_s"] = objects / (row["frame_ms"]["p50"] / 1e3)
+    row["frames_per_s"] = 1e3 / row["frame_ms"]["p50"]
+    return row
+
+
+def stage_times(cfg: BenchConfig, staged, pts, cls) -> dict[str, list[float]]:
+    """Encoder and sampler times from a backend's own timers (torch, split onnxruntime)."""
+    stage = {"encoder": [], "sampler": []}
+    for _ in range(cfg.warmup):
+        staged.predict(pts, cls)
+    for _ in range(cfg.repeats):
+        t = staged.predict(pts, cls).timings_ms
+        stage["encoder"].append(t["encoder"])
+        stage["sampler"].append(t["sampler"])
+    return stage
+
+
+def ours_row(cfg: BenchConfig, inputs: Inputs, asked: str, be, staged, b: int, k: int,
+             flops: int, peak: float | None) -> dict:
+    """One backend at k steps on b objects: points, stages, model call, whole frame."""
+    pts, cls = inputs.points[b]
+    model_ms = _time(lambda: be.predict(pts, cls), cfg.repeats, cfg.warmup, cfg.device)
+    stage = (stage_times(cfg, staged, pts, cls) if staged is not be or be.name == "torch"
+             else {"encoder": [], "sampler": []})
+    frame_ms = _time(lambda: be.predict(*inputs.frame_points(b)), cfg.repeats, cfg.warmup,
+                     cfg.device)
+    points_ms = _time(lambda: inputs.frame_points(b), cfg.repeats, cfg.warmup, "cpu")
+    row = speed({"method": "ours", "backend": be.name, "asked": asked, "steps": k, "objects": b,
+                 "points_ms": percentiles(points_ms),
+                 "encoder_ms": percentiles(stage["encoder"]) if stage["encoder"] else None,
+                 "sampler_ms": percentiles(stage["sampler"]) if stage["sampler"] else None,
+                 "model_ms": percentiles(model_ms), "frame_ms": percentiles(frame_ms),
+                 "peak_rss_mb": round(peak_rss_mb(), 1), "flops_per_object": flops}, b)
+    if str(cfg.device).startswith("cuda") and torch.cuda.is_available():
+        row["cuda_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        if peak:
+            row["fraction_of_peak"] = flops * b / (row["model_ms"]["p50"] / 1e3) / peak
+    return row
+
+
+def measure_ours(cfg: BenchConfig, inputs: Inputs, flops: dict, peak: float | None, bar
+                 ) -> tuple[list[dict], dict[str, str]]:
+    """Rows of ours per backend x steps x objects, and the backend each name loaded (after
+    fallback)."""
+    rows, loaded = [], {}
+    on_gpu = str(cfg.device).startswith("cuda") and torch.cuda.is_available()
+    for name in cfg.backends:
+        for k in cfg.steps:
+            s = inputs.model.cfg.sampler.override(steps=k, seed=cfg.seed)
+            reset_peak_rss()
+            if on_gpu:
+                torch.cuda.reset_peak_memory_stats()
+            be = load_backend(name, cfg.model, device=cfg.device, settings=s,
+                              cuda_graphs=cfg.cuda_graphs, amp=cfg.amp, threads=cfg.threads)
+            loaded[name] = be.name
+            staged = be
+            if be.name == "onnxruntime":  # per-stage times need the split graphs
+                staged = load_backend(name, cfg.model, device=cfg.device, settings=s,
+                                      split=True, threads=cfg.threads)
+            for b in cfg.objects:
+                rows.append(ours_row(cfg, inputs, name, be, staged, b, k,
+                                     flops["encoder"] + flops[f"sampler_{k}"], peak))
+                bar.update(1)
+    return rows, loaded
+
+
+def baseline_row(cfg: BenchConfig, inputs: Inputs, baseline: GenPoseBaseline, b: int,
+                 flops: int) -> dict:
+    """The baseline (torch, the same model) on b objects: encoder, sampler, whole frame."""
+    model, dev = inputs.model, cfg.device
+    pts, cls = (torch.as_tensor(a, device=dev) for a in inputs.points[b])
+    reset_peak_rss()
+    enc_ms, smp_ms = [], []
+    for i in range(cfg.warmup + cfg.baseline_repeats):
+        _sync(dev)
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            cond, centroid, scale = model.condition(pts, cls)
+            model.regress(cond)
+        _sync(dev)
+        t1 = time.perf_counter()
+        baseline.sample(model, cond, centroid, scale, torch.Generator().manual_seed(cfg.seed))
+        _sync(dev)
+        if i >= cfg.warmup:
+            enc_ms.append((t1 - t0) * 1e3)
+            smp_ms.append((time.perf_counter() - t1) * 1e3)
+    frame_ms = _time(lambda: baseline.predict(model, *inputs.frame_points(b), cfg.seed),
+                     cfg.baseline_repeats, 0, dev)
+    return speed({"method": "baseline", "backend": "torch", "asked": "torch",
+                  "steps": baseline.steps, "hypotheses": baseline.hypotheses, "objects": b,
+                  "points_ms": None, "encoder_ms": percentiles(enc_ms),
+                  "sampler_ms": percentiles(smp_ms), "model_ms": None,
+                  "frame_ms": percentiles(frame_ms), "peak_rss_mb": round(peak_rss_mb(), 1),
+                  "flops_per_object": flops}, b)
+
+
+def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
+    """Every measurement of a run, in one dict (the JSON written by --json)."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     started = time.time()
     info = machine_info(cfg.device)
     model = load_any(cfg.model)
     info["model_sampler_defaults"] = asdict(model.cfg.sampler)
-    if cfg.model != "random":
+    if cfg.model != RANDOM:
         info["model_weights_sha256"] = json.loads(Path(cfg.model).read_text()).get(
             "weights_sha256")
-    P = model.cfg.num_points
-    frame = render_bench_frame(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    inputs = {b: frame_points(frame, b, P, rng) for b in cfg.objects}
-    default = model.cfg.sampler
-    rows: list[dict] = []
-    on_gpu = str(cfg.device).startswith("cuda") and torch.cuda.is_available()
-    peak = gpu_peak(info.get("gpu", "")) if on_gpu else None
-    quiet = not progress
-    n_runs = (len(cfg.backends) * len(cfg.steps) * len(cfg.objects) + len(cfg.objects))
-    bar = _bar(n_runs, "bench", quiet)
-
-    # FLOPs per object (B = 1): encoder stage, our sampler per step count, the baseline's
-    pts1, cls1 = inputs[min(cfg.objects)]
-    pts1, cls1 = torch.as_tensor(pts1[:1]), torch.as_tensor(cls1[:1])
-    model_cpu = model.cpu()
-    with torch.no_grad():
-        cond, centroid, scale = model_cpu.condition(pts1, cls1)
-    flops = {"encoder": count_flops(lambda: model_cpu.regress(model_cpu.condition(pts1, cls1)[0]))}
-    for k in cfg.steps:
-        flops[f"sampler_{k}"] = count_flops(lambda k=k: model_cpu.sample_poses(
-            cond, torch.zeros(1, 1, 9), steps=k))
+    frame, rng = render_bench_frame(cfg.seed), np.random.default_rng(cfg.seed)
+    points = {b: frame_points(frame, b, model.cfg.num_points, rng) for b in cfg.objects}
+    inputs = Inputs(model, frame, points, rng)
     baseline = GenPoseBaseline(cfg.baseline_hypotheses, cfg.baseline_steps,
                                keep=cfg.baseline_keep)
-    flops["baseline_sampler"] = count_flops(lambda: model_cpu.sample_poses(
-        cond, torch.zeros(1, cfg.baseline_hypotheses, 9), baseline.settings(default)))
-
-    # --- ours, per backend x steps x objects
-    loaded = {}
-    for name in cfg.backends:
-        for k in cfg.steps:
-            s = default.override(steps=k, seed=cfg.seed)
-            reset_peak_rss()
-            if on_gpu:
-                torch.cuda.reset_peak_memory_stats()
-            be = load_backend(name, cfg.model, device=cfg.device, settings=s,
-                              cuda_graphs=cfg.cuda_graphs, amp=cfg.amp, threads=cfg.threads)
-            loaded[name] = be.name  # after fallback
-            staged = be
-            if be.name == "onnxruntime":  # per-stage times need the split graphs
-                staged = load_backend(name, cfg.model, device=cfg.device, settings=s,
-                                      split=True, threads=cfg.threads)
-            for b in cfg.objects:
-                pts, cls = inputs[b]
-                model_ms = _time(lambda pts=pts, cls=cls, be=be: be.predict(pts, cls), cfg.repeats,
-                                 cfg.warmup, cfg.device)
-                stage = {"encoder": [], "sampler": []}
-                if staged is not be or be.name == "torch":
-                    for _ in range(cfg.warmup):
-                        staged.predict(pts, cls)
-                    for _ in range(cfg.repeats):
-                        t = staged.predict(pts, cls).timings_ms
-                        stage["encoder"].append(t["encoder"])
-                        stage["sampler"].append(t["sampler"])
-
-                def whole(b=b, be=be):
-                    p, c = frame_points(frame, b, P, rng)
-                    be.predict(p, c)
-
-                frame_ms = _time(whole, cfg.repeats, cfg.warmup, cfg.device)
-                points_ms = _time(lambda b=b: frame_points(frame, b, P, rng), cfg.repeats,
-                                  cfg.warmup, "cpu")
-                f_model = flops["encoder"] + flops[f"sampler_{k}"]
-                row = {"method": "ours", "backend": be.name, "asked": name, "steps": k,
-                       "objects": b, "points_ms": percentiles(points_ms),
-                       "encoder_ms": percentiles(stage["encoder"]) if stage["encoder"] else None,
-                       "sampler_ms": percentiles(stage["sampler"]) if stage["sampler"] else None,
-                       "model_ms": percentiles(model_ms), "frame_ms": percentiles(frame_ms),
-                       "peak_rss_mb": round(peak_rss_mb(), 1),
-                       "flops_per_object": f_model}
-                row["objects_per_s"] = b / (row["frame_ms"]["p50"] / 1e3)
-                row["frames_per_s"] = 1e3 / row["frame_ms"]["p50"]
-                if on_gpu:
-                    row["cuda_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-                    if peak:
-                        row["fraction_of_peak"] = (f_model * b / (row["model_ms"]["p50"] / 1e3)
-                                                   / peak)
-                rows.append(row)
-                bar.update(1)
-
-    # --- the baseline (torch, same model)
-    model = model.to(cfg.device)
+    flops = model_flops(cfg, inputs, baseline)
+    peak = gpu_peak(info.get("gpu", "")) if "gpu" in info else None
+    bar = _bar(len(cfg.backends) * len(cfg.steps) * len(cfg.objects) + len(cfg.objects),
+               "bench", not progress)
+    rows, loaded = measure_ours(cfg, inputs, flops, peak, bar)
+    inputs.model = model.to(cfg.device)
     for b in cfg.objects:
-        pts, cls = inputs[b]
-        reset_peak_rss()
-        enc_ms, smp_ms = [], []
-        for i in range(cfg.warmup + cfg.baseline_repeats):
-            _sync(cfg.device)
-            t0 = time.perf_counter()
-            with torch.no_grad():
-                cond, centroid, scale = model.condition(torch.as_tensor(pts, device=cfg.device),
-                                                        torch.as_tensor(cls, device=cfg.device))
-                model.regress(cond)
-            _sync(cfg.device)
-            t1 = time.perf_counter()
-            baseline.sample(model, cond, centroid, scale,
-                            torch.Generator().manual_seed(cfg.seed))
-            _sync(cfg.device)
-            if i >= cfg.warmup:
-                enc_ms.append((t1 - t0) * 1e3)
-                smp_ms.append((time.perf_counter() - t1) * 1e3)
-
-        def whole(b=b):
-            p, c = frame_points(frame, b, P, rng)
-            baseline.predict(model, p, c, cfg.seed)
-
-        frame_ms = _time(whole, cfg.baseline_repeats, 0, cfg.device)
-        row = {"method": "baseline", "backend": "torch", "asked": "torch",
-               "steps": cfg.baseline_steps, "hypotheses": cfg.baseline_hypotheses,
-               "objects": b, "points_ms": None, "encoder_ms": percentiles(enc_ms),
-               "sampler_ms": percentiles(smp_ms), "model_ms": None,
-               "frame_ms": percentiles(frame_ms), "peak_rss_mb": round(peak_rss_mb(), 1),
-               "flops_per_object": flops["encoder"] + flops["baseline_sampler"]}
-        row["objects_per_s"] = b / (row["frame_ms"]["p50"] / 1e3)
-        row["frames_per_s"] = 1e3 / row["frame_ms"]["p50"]
-        rows.append(row)
+        rows.append(baseline_row(cfg, inputs, baseline, b,
+                                 flops["encoder"] + flops["baseline_sampler"]))
         bar.update(1)
     bar.close()
-
-    acc = run_accuracy(cfg, model, baseline, progress)
-    configure = measure_configure(model.cpu(), default.steps, cfg.threads)
-    info["load_avg_end"] = os.getloadavg()
+    default_steps = model.cfg.sampler.steps
     result = {"config": asdict(cfg), "machine": info, "backends_loaded": loaded,
-              "flops_per_object": flops, "rows": rows, "accuracy": acc,
-              "ratios": ratios(rows, cfg), "configure_ms": configure,
+              "flops_per_object": flops, "rows": rows,
+              "accuracy": run_accuracy(cfg, model, baseline, progress),
+              "ratios": ratios(rows, cfg),
+              "configure_ms": measure_configure(model.cpu(), default_steps, cfg.threads),
               "seconds": round(time.time() - started, 1),
-              "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
-    result["default_steps"] = default.steps
-    result["baseline"] = baseline.describe()
-    result["targets"] = targets(result, default.steps)
+              "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+              "default_steps": default_steps, "baseline": baseline.describe()}
+    info["load_avg_end"] = os.getloadavg()
+    result["targets"] = check_targets(result, default_steps)
     return result
 
 
@@ -370,7 +393,6 @@ def measure_configure(model, steps: int, threads: int | None) -> dict:
     (session only), and back to a setting already loaded (a dict lookup)."""
     import tempfile
 
-    from ..runtime.onnx_backend import OnnxBackend
     stored = model.cfg.sampler.override(steps=steps)
     new = stored.override(steps=steps + 3)
     out = {}
@@ -396,8 +418,6 @@ def measure_configure(model, steps: int, threads: int | None) -> dict:
 def run_accuracy(cfg: BenchConfig, model, baseline: GenPoseBaseline, progress: bool) -> dict:
     """Ours at every step count (torch backend; the other backends match it to < 1e-4) and the
     baseline, on the same held-out objects."""
-    from ..runtime.torch_backend import TorchBackend
-
     test, src = load_test_set(cfg.test_cache, cfg.accuracy_objects, model.cfg.num_points)
     out = {"test_set": src, "ours": {}, "baseline": None}
     chunk = 24
@@ -437,7 +457,7 @@ def ratios(rows: list[dict], cfg: BenchConfig) -> list[dict]:
     return out
 
 
-def targets(res: dict, model_steps: int) -> dict:
+def check_targets(res: dict, model_steps: int) -> dict:
     """The issue's targets, evaluated on this run: default backend (torch) at the model's
     default step count (or the nearest one benchmarked)."""
     dflt = min(res["config"]["steps"], key=lambda s: abs(s - model_steps))
@@ -476,7 +496,7 @@ def _pp(stat) -> str:
     return "-" if not stat else f"{stat['p50']:.1f} / {stat['p90']:.1f} / {stat['p99']:.1f}"
 
 
-def markdown(res: dict) -> str:
+def latency_lines(res: dict) -> list[str]:
     cfg, m = res["config"], res["machine"]
     lines = [f"Run {res['date_utc']} UTC, {res['seconds']} s. Model: `{cfg['model']}`; device "
              f"`{cfg['device']}`; {m['cpu']} ({m['cores']} cores), torch {m['torch']} "
@@ -507,24 +527,33 @@ def markdown(res: dict) -> str:
         lines.append(f"| {x['backend']} | {x['steps']} | {x['objects']} | "
                      + (f"{s:.4f} ({1 / s:.0f}x)" if s else "-")
                      + f" | {x['frame']:.3f} ({1 / x['frame']:.1f}x) |")
-    acc = res["accuracy"]
+    return lines
+
+
+def accuracy_lines(res: dict) -> list[str]:
+    cfg, acc = res["config"], res["accuracy"]
     cols = ("IoU25", "IoU50", "IoU75", "5d2cm", "5d5cm", "10d2cm", "10d5cm")
-    lines += ["", f"Accuracy (class mean, %, correct 3D IoU; per object with ground-truth "
-                  f"masks) on {acc['test_set']}:", "",
-              "| method | " + " | ".join(cols) + " | rot median deg | trans median cm |",
-              "|---" * (len(cols) + 3) + "|"]
+    lines = ["", f"Accuracy (class mean, %, correct 3D IoU; per object with ground-truth "
+                 f"masks) on {acc['test_set']}:", "",
+             "| method | " + " | ".join(cols) + " | rot median deg | trans median cm |",
+             "|---" * (len(cols) + 3) + "|"]
     entries = [(f"ours, {k} steps", a) for k, a in acc["ours"].items()]
     entries.append((f"baseline {cfg['baseline_hypotheses']}x{cfg['baseline_steps']}",
                     acc["baseline"]))
     for label, a in entries:
         lines.append(f"| {label} | " + " | ".join(_f(a["class_mean"][c]) for c in cols)
                      + f" | {_f(a['rot_median_deg'])} | {_f(a['trans_median_cm'], 2)} |")
+    return lines
+
+
+def cost_lines(res: dict) -> list[str]:
+    """FLOPs, the cost of a run-time settings change, the targets, the GPU's peak fraction."""
     fl = res["flops_per_object"]
-    lines += ["", "Matmul FLOPs per object (torch FlopCounterMode): encoder "
-                  f"{fl['encoder'] / 1e6:.1f} M; " + "; ".join(
-                      f"sampler {k.split('_')[1]} steps {v / 1e6:.2f} M" for k, v in fl.items()
-                      if k.startswith("sampler_"))
-              + f"; baseline sampler {fl['baseline_sampler'] / 1e6:.0f} M.", ""]
+    lines = ["", "Matmul FLOPs per object (torch FlopCounterMode): encoder "
+                 f"{fl['encoder'] / 1e6:.1f} M; " + "; ".join(
+                     f"sampler {k.split('_')[1]} steps {v / 1e6:.2f} M" for k, v in fl.items()
+                     if k.startswith("sampler_"))
+             + f"; baseline sampler {fl['baseline_sampler'] / 1e6:.0f} M.", ""]
     c = res.get("configure_ms")
     if c:
         lines += [f"Changing sampler settings at run time, onnxruntime backend (graph "
@@ -539,7 +568,11 @@ def markdown(res: dict) -> str:
         lines += ["", "Achieved fraction of fp32 peak (model stage): " + ", ".join(
             f"{r['backend']}/{r['steps']}/{r['objects']}: {r['fraction_of_peak']:.2e}"
             for r in res["rows"] if "fraction_of_peak" in r)]
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def markdown(res: dict) -> str:
+    return "\n".join(latency_lines(res) + accuracy_lines(res) + cost_lines(res)) + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,6 +6,7 @@ offline is what runs on the robot. Input problems are reported as strings (never
 a caller can log them and keep going.
 """
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -15,6 +16,8 @@ import numpy as np
 from posediff_ros.categories import BY_ID
 from posediff_ros.runtime.base import Backend, SamplerSettings
 from posediff_ros.validation import limit_objects
+
+log = logging.getLogger("posediff_ros.runtime")
 
 
 @dataclass
@@ -111,8 +114,9 @@ class FallbackOnFailure:
     run time (GPU lost, execution provider broken); `on_switch` gets one line saying why.
     The inputs are the pipeline's own arrays, so a failing predict is the backend's fault."""
 
-    def __init__(self, primary: Backend, make_fallback, on_switch=print):
-        self.current, self.make_fallback, self.on_switch = primary, make_fallback, on_switch
+    def __init__(self, primary: Backend, make_fallback, on_switch=None):
+        self.current, self.make_fallback = primary, make_fallback
+        self.on_switch = on_switch or log.warning  # the node passes its own logger
         self.settings_set: SamplerSettings | None = getattr(primary, "settings", None)
         self.switched = False
 

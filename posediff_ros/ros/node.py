@@ -220,7 +220,7 @@ class PoseNode(Node):
         backend.configure(self._sampler_settings(p))
         if (backend.name, p.device) != ("torch", "cpu"):  # a run-time fault: CPU torch
             backend = FallbackOnFailure(backend, lambda: load_backend("torch", path, "cpu"),
-                                        self.get_logger().error)
+                                        self.get_logger().warning)
         if p.num_points and p.num_points != backend.num_points:
             raise ValueError(f"num_points {p.num_points} != the model's {backend.num_points}"
                              " (set 0 to use the model's)")

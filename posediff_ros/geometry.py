@@ -95,6 +95,20 @@ def matrix_to_quaternion(R: np.ndarray) -> np.ndarray:
     return q.reshape(R.shape[:-2] + (4,))
 
 
+def matrix_to_rotation_vector(R: np.ndarray) -> np.ndarray:
+    """(..., 3, 3) rotation -> (..., 3) rotation vector (axis * angle, angle in [0, pi]).
+
+    Through the quaternion (w >= 0): angle = 2 atan2(|v|, w) is accurate at every angle,
+    where acos of the trace loses precision near 0 and the axis formula breaks near pi."""
+    q = matrix_to_quaternion(R)
+    v, w = q[..., :3], q[..., 3]
+    norm = np.linalg.norm(v, axis=-1)
+    angle = 2.0 * np.arctan2(norm, w)
+    # angle / |v| -> 2 as |v| -> 0 (sin(angle / 2) ~ angle / 2)
+    scale = np.where(norm > 1e-12, angle / np.maximum(norm, 1e-300), 2.0)
+    return v * scale[..., None]
+
+
 def rotation_about_y(angle: np.ndarray | float) -> np.ndarray:
     """Rotation(s) by `angle` radians about +y: (...,) -> (..., 3, 3)."""
     a = np.asarray(angle, dtype=np.float64)

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from posediff_ros.categories import BY_ID
-from posediff_ros.runtime.base import Backend, SamplerSettings
+from posediff_ros.hypotheses import ClusterConfig, Hypothesis, object_hypotheses
+from posediff_ros.runtime.base import Backend, PoseBatch, SamplerSettings
 from posediff_ros.validation import limit_objects
 
 log = logging.getLogger("posediff_ros.runtime")
@@ -26,6 +27,9 @@ class PipelineConfig:
     depth_range: tuple[float, float] = (0.1, 5.0)  # metres; points outside are dropped
     seed: int = 0  # point subsampling
     max_objects: int = 0  # objects per frame (first ids kept); 0 = no limit
+    # num_samples > 1: the heaviest modes of each object's samples kept (0 = all)
+    max_hypotheses: int = 3
+    clusters: ClusterConfig = field(default_factory=ClusterConfig)
 
 
 @dataclass
@@ -38,6 +42,9 @@ class DetectedObject:
     score: float
     covariance: np.ndarray | None  # (6, 6) or None (single sample)
     points: np.ndarray  # (P, 3) the points the model saw
+    # num_samples > 1: the modes of the samples, heaviest first; rotation, translation and
+    # covariance above are then those of the heaviest mode (the best single pose)
+    hypotheses: list[Hypothesis] = field(default_factory=list)
 
 
 @dataclass
@@ -219,7 +226,21 @@ class Pipeline:
                 covariance=None if poses.covariance is None else np.asarray(poses.covariance[b]),
                 points=pts,
             ))
+        if poses.samples_rotation is not None:
+            start = time.perf_counter()
+            self.add_hypotheses(result.objects, poses)
+            result.timings_ms["hypotheses"] = 1e3 * (time.perf_counter() - start)
         return result
+
+    def add_hypotheses(self, objects: list[DetectedObject], poses: PoseBatch) -> None:
+        """Each object's samples -> its modes; its pose becomes the heaviest mode's."""
+        for b, obj in enumerate(objects):
+            obj.hypotheses = object_hypotheses(
+                poses.samples_rotation[b], poses.samples_translation[b], obj.class_id,
+                self.config.max_hypotheses, config=self.config.clusters)
+            best = obj.hypotheses[0]
+            obj.rotation, obj.translation = best.rotation, best.translation
+            obj.covariance = best.covariance
 
 
 def object_names(objects: list[DetectedObject], prefix: str = "") -> list[str]:

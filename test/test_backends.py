@@ -92,6 +92,13 @@ def test_backend_matches_torch(model_json, name, options, settings):
     out, want = be.predict(pts, CLASSES), ref.predict(pts, CLASSES)
     assert (out.covariance is None) == (settings.num_samples == 1)
     assert max_diff(out, want) < 1e-4
+    if settings.num_samples == 1:
+        assert out.samples_rotation is None and want.samples_rotation is None
+    else:  # every sample, the ones the mean pose was made of (hypotheses cluster them)
+        assert out.samples_rotation.shape == (5, settings.num_samples, 3, 3)
+        assert np.abs(out.samples_rotation - want.samples_rotation).max() < 1e-4
+        assert np.abs(out.samples_translation - want.samples_translation).max() < 1e-4
+        assert np.allclose(out.samples_translation.mean(axis=1), out.translation, atol=1e-6)
     if options.get("split"):
         assert set(out.timings_ms) == {"encoder", "sampler"}
 

@@ -62,16 +62,30 @@ def test_one_batched_call_for_all_objects(scene, pipeline):
     assert {"points", "inference"} <= set(result.timings_ms)
 
 
-def test_several_samples_give_a_covariance(scene, pipeline):
+def test_several_samples_give_weighted_modes(scene):
+    """num_samples > 1: each object's samples become modes (hypotheses.py), heaviest first;
+    the object's pose and covariance are the heaviest mode's. The bundled (trained) model,
+    so the samples of an object agree closely enough to form modes of several members."""
     frame, depth, mask, classes = scene
-    pipeline.configure(SamplerSettings(num_samples=4))
-    try:
+    backend = load_backend("torch", settings=SamplerSettings(num_samples=16, seed=3))
+    for max_hypotheses in (3, 1):
+        pipeline = Pipeline(backend, PipelineConfig(min_points=30, max_hypotheses=max_hypotheses))
         result = pipeline.process(depth, mask, frame.K, classes)
-    finally:
-        pipeline.configure(SamplerSettings())
-    cov = np.stack([o.covariance for o in result.objects])
-    assert cov.shape == (len(result.objects), 6, 6)
-    np.testing.assert_allclose(cov, np.swapaxes(cov, 1, 2), atol=1e-9)
+        assert result.objects and "hypotheses" in result.timings_ms
+        for obj in result.objects:
+            hyps = obj.hypotheses
+            assert 1 <= len(hyps) <= max_hypotheses
+            assert [h.weight for h in hyps] == sorted((h.weight for h in hyps), reverse=True)
+            assert sum(h.count for h in hyps) <= 16
+            assert sum(h.weight for h in hyps) <= 1.0 + 1e-12
+            assert obj.rotation is hyps[0].rotation and obj.covariance is hyps[0].covariance
+            assert hyps[0].count >= 2  # trained: samples agree, the top mode has members
+            cov = hyps[0].covariance
+            np.testing.assert_allclose(cov, cov.T, atol=1e-12)
+            assert np.linalg.eigvalsh(cov).min() > -1e-12
+    single = Pipeline(backend, PipelineConfig(min_points=30))
+    backend.configure(SamplerSettings(num_samples=1))
+    assert all(not o.hypotheses for o in single.process(depth, mask, frame.K, classes).objects)
 
 
 def test_unknown_classes_and_tiny_objects_are_skipped_with_reasons(scene, pipeline):

@@ -6,7 +6,12 @@ Detection3D conventions (documented for consumers):
 - results[0].hypothesis.class_id: the NOCS category name ("mug"), score in [0, 1];
 - results[0].pose: camera-from-object pose; covariance over (x, y, z, rot x, rot y, rot z),
   all zero when a single sample was drawn (no spread to report);
-- bbox: centre = the object pose (the object origin is its box centre), size = box extents.
+- num_samples > 1: one result per mode of the samples (hypotheses.py), heaviest first, each
+  with its own pose and covariance (zero for a mode of one sample) and score = the object's
+  confidence x the mode's weight, so the scores of all modes add up to the confidence;
+  results[0] is the best single pose;
+- bbox: centre = results[0].pose (the object origin is its box centre), size = box extents.
+See docs/OUTPUTS.md.
 """
 
 import numpy as np
@@ -42,16 +47,26 @@ def pose_msg(rotation: np.ndarray, translation: np.ndarray) -> Pose:
     return pose
 
 
-def detection(header: Header, instance_id: int, class_id: int, rotation, translation, size,
-              score: float, covariance: np.ndarray | None = None) -> Detection3D:
-    det = Detection3D(header=header, id=str(instance_id))
-    pose = pose_msg(rotation, translation)
+def hypothesis_msg(class_name: str, score: float, rotation, translation,
+                   covariance: np.ndarray | None) -> ObjectHypothesisWithPose:
     cov = np.zeros(36) if covariance is None else np.asarray(covariance, np.float64).ravel()
-    hyp = ObjectHypothesisWithPose(
-        hypothesis=ObjectHypothesis(class_id=BY_ID[class_id].name, score=float(score)),
-        pose=PoseWithCovariance(pose=pose, covariance=[float(c) for c in cov]))
-    det.results = [hyp]
-    det.bbox.center = pose
+    return ObjectHypothesisWithPose(
+        hypothesis=ObjectHypothesis(class_id=class_name, score=float(score)),
+        pose=PoseWithCovariance(pose=pose_msg(rotation, translation),
+                                covariance=[float(c) for c in cov]))
+
+
+def detection(header: Header, instance_id: int, class_id: int, rotation, translation, size,
+              score: float, covariance: np.ndarray | None = None,
+              hypotheses=()) -> Detection3D:
+    """hypotheses: the object's modes (hypotheses.Hypothesis), heaviest first; none: the one
+    pose given."""
+    det = Detection3D(header=header, id=str(instance_id))
+    name = BY_ID[class_id].name
+    det.results = [hypothesis_msg(name, score * h.weight, h.rotation, h.translation,
+                                  h.covariance) for h in hypotheses] or [
+        hypothesis_msg(name, score, rotation, translation, covariance)]
+    det.bbox.center = det.results[0].pose.pose
     det.bbox.size = Vector3(x=float(size[0]), y=float(size[1]), z=float(size[2]))
     return det
 
@@ -60,7 +75,7 @@ def detections_msg(header: Header, objects) -> Detection3DArray:
     """objects: pipeline.DetectedObject list (or anything with the same fields)."""
     return Detection3DArray(header=header, detections=[
         detection(header, o.instance_id, o.class_id, o.rotation, o.translation, o.size,
-                  o.score, o.covariance) for o in objects])
+                  o.score, o.covariance, getattr(o, "hypotheses", ())) for o in objects])
 
 
 def transforms(header: Header, objects, names: list[str]) -> list[TransformStamped]:

@@ -20,6 +20,10 @@ class PoseBatch:
     # or None when a single sample was drawn
     covariance: np.ndarray | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)  # stage -> milliseconds
+    # every sample when several were drawn (hypotheses.py clusters them into modes):
+    # (B, N, 3, 3) and (B, N, 3), or None for a single sample
+    samples_rotation: np.ndarray | None = None
+    samples_translation: np.ndarray | None = None
 
 
 class Backend(Protocol):

@@ -47,8 +47,8 @@ def agreement_score(r_a, t_a, r_b, t_b, scale) -> torch.Tensor:
 def summarise(rot: torch.Tensor, trans: torch.Tensor, r_reg: torch.Tensor, t_reg: torch.Tensor,
               scale: torch.Tensor, size: torch.Tensor, timings: dict[str, float]) -> PoseBatch:
     """Samples (B, N, 3, 3), (B, N, 3) -> PoseBatch: the sample itself (N = 1) or the chordal
-    mean pose and the covariance of the samples; the score compares that pose with the
-    regression pose (r_reg, t_reg)."""
+    mean pose, the covariance and every sample (for hypotheses.py); the score compares that
+    pose with the regression pose (r_reg, t_reg)."""
     if rot.shape[1] > 1:
         r_mean, t_mean = mean_rotation(rot, dim=1), trans.mean(dim=1)
         cov = pose_covariance(rot, trans, r_mean, t_mean)
@@ -56,8 +56,10 @@ def summarise(rot: torch.Tensor, trans: torch.Tensor, r_reg: torch.Tensor, t_reg
         r_mean, t_mean, cov = rot[:, 0], trans[:, 0], None
     score = agreement_score(r_mean, t_mean, r_reg, t_reg, scale)
     f = lambda a: a.float().cpu().numpy()  # noqa: E731
-    return PoseBatch(f(r_mean), f(t_mean), f(size), f(score), None if cov is None else f(cov),
-                     timings)
+    many = cov is not None
+    return PoseBatch(f(r_mean), f(t_mean), f(size), f(score), f(cov) if many else None,
+                     timings, samples_rotation=f(rot) if many else None,
+                     samples_translation=f(trans) if many else None)
 
 
 def to_pose_batch(out: dict[str, np.ndarray], num_samples: int,

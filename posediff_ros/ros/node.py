@@ -15,6 +15,12 @@ thread takes it from a one-slot buffer, so nothing queues when inference is slow
 Parameters are read into one frozen NodeParams (ros/params.py). The sampler's can change
 while running: the on-set callback only checks a change; the worker applies it between frames
 (a backend may export a graph for new settings), so the executor never waits for inference.
+
+A lifecycle node: with `managed` false (the default) it configures and activates itself at
+start; with `managed` true it waits for a lifecycle manager (ros2 lifecycle set ...):
+configure = parameters read, model + backend loaded and warmed up, TF listener (target_frame);
+activate = subscriptions, publishers, worker, diagnostics; deactivate = those removed, no more
+processing; cleanup = the model freed. A failed transition says why in one log line.
 """
 
 import dataclasses
@@ -32,7 +38,7 @@ from rcl_interfaces.msg import (
     ParameterDescriptor,
     SetParametersResult,
 )
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
@@ -56,6 +62,7 @@ from posediff_ros.ros.params import SAMPLER_PARAMS, NodeParams, parse_class
 from posediff_ros.ros.run import run_node
 from posediff_ros.runtime.base import SamplerSettings
 from posediff_ros.sync import ApproxTimeSync, LatestSlot
+from posediff_ros.transforms import TransformUnavailable, transform_object
 from posediff_ros.validation import StampOrder
 
 TF_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
@@ -96,6 +103,8 @@ PARAMETERS = {
     "init": ("", _describe("ODE start: noise | regression; empty = the model's", False)),
     "seed": (0, _describe("sampler noise seed; -1 = random each call", False,
                           int_range=(-1, 2**31 - 1))),
+    "max_hypotheses": (3, _describe("num_samples > 1: pose modes per object in results[], "
+                                    "heaviest first; 0 = all", int_range=(0, 256))),
     "num_points": (0, _describe("points per object; 0 = what the model was trained with",
                                 int_range=(0, 100000))),
     "max_objects": (20, _describe("objects per frame at most (first mask ids kept); 0 = all",
@@ -116,6 +125,10 @@ PARAMETERS = {
     "queue_size": (10, _describe("messages kept per input for time sync",
                                  int_range=(1, 1000))),
     "camera_frame": ("", _describe("frame of the outputs; empty = the depth image's frame_id")),
+    "target_frame": ("", _describe("frame to publish in, e.g. base_link (the camera -> target "
+                                   "transform at the input stamp, from TF); empty = camera")),
+    "transform_timeout": (0.1, _describe("seconds to wait for that transform; then the frame's "
+                                         "outputs are dropped", float_range=(0.0, 10.0))),
     "frame_prefix": ("", _describe("prefix of the object TF frames (<prefix><class>_<k>)")),
     "publish_tf": (True, _describe("publish one TF frame per object")),
     "publish_markers": (True, _describe("publish a MarkerArray (boxes, axes, labels)")),
@@ -123,7 +136,10 @@ PARAMETERS = {
     "publish_overlay": (False, _describe("publish boxes drawn on the colour image (overlay)")),
     "log_period": (10.0, _describe("seconds between rate / latency log lines",
                                    float_range=(0.0, 3600.0))),
+    "managed": (False, _describe("true: wait for lifecycle configure / activate (a lifecycle "
+                                 "manager); false: configure and activate at start")),
 }
+OK, FAILED = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 
 
 @dataclass
@@ -131,24 +147,56 @@ class Stats:
     frames: int = 0
     objects: int = 0
     latency_ms_sum: float = 0.0
+    transform_ms_sum: float = 0.0
     since: float = 0.0
 
 
-class PoseNode(Node):
+class PoseNode(LifecycleNode):
     def __init__(self, **kwargs):
         super().__init__("posediff_node", **kwargs)
         for name, (default, descriptor) in PARAMETERS.items():
             self.declare_parameter(name, default, descriptor)
-        self.params = NodeParams.from_ros(self._parameter_values())
-        self._requested = self._handled = self.params  # the latest accepted change, and the
-        # latest the worker has applied (or failed to)
         self._last_log: dict[str, float] = {}
         self.health = Health()  # fed by the callbacks, published on /diagnostics
         # the core's log records (backend fallback, graph export) go to this node's logger
         self._log_bridge = forward_core_logs(self.get_logger())
-        self.pipeline = self._load_pipeline(self.params)
+        self.pipeline: Pipeline | None = None  # configured
+        self.worker: threading.Thread | None = None  # active
+        self._active: list = []  # subscriptions, publishers, timers of the active state
+        self.tf_listener = None
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        if not self.get_parameter("managed").value:  # a plain node: up at once, or exit
+            if self.trigger_configure() != OK:
+                raise self._failure
+            self.trigger_activate()
 
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        start = time.monotonic()
+        try:
+            self.params = NodeParams.from_ros(self._parameter_values())
+            self._requested = self._handled = self.params  # the latest accepted change, and
+            # the latest the worker has applied (or failed to)
+            self.pipeline = self._load_pipeline(self.params)
+            warm_ms = self._warm_up()
+            if self.params.target_frame:
+                from posediff_ros.ros.tf_listener import make_listener
+
+                self.tf_listener = make_listener(self)
+        except Exception as err:  # noqa: BLE001 - any failure: say why, stay unconfigured
+            self._failure = err
+            self._free()
+            if self._is_managed():
+                self.get_logger().error(f"configure failed: {type(err).__name__}: {err}")
+            return FAILED
+        tf = f", TF from {self.tf_listener.kind}" if self.tf_listener else ""
+        self.get_logger().info(f"configured in {time.monotonic() - start:.2f} s (warm-up "
+                               f"{warm_ms:.0f} ms{tf})")
+        return OK
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        start = time.monotonic()
         self.camera_info: CameraInfo | None = None
         self.colors: list[Image] = []
         self.sync = ApproxTimeSync(self.params.sync_topics, self.params.slop,
@@ -159,13 +207,74 @@ class PoseNode(Node):
         self.stats = Stats(since=time.monotonic())
         self._create_subscriptions()
         self._create_publishers()
-        self.worker = threading.Thread(target=self._work, name="posediff_worker", daemon=True)
+        self.worker = threading.Thread(target=self._work, args=(self.slot,),
+                                       name="posediff_worker", daemon=True)
         self.worker.start()
         self.diagnostics = DiagnosticsPublisher(self, self.health)
+        self._active += [self.diagnostics.pub, self.diagnostics.timer]
         p = self.params
         self.get_logger().info(
-            f"ready: backend {self.pipeline.backend.name}, {self.pipeline.backend.num_points} "
-            f"points/object, classes from {p.class_source}, sync {p.sync_topics} slop {p.slop}s")
+            f"ready in {1e3 * (time.monotonic() - start):.0f} ms: backend "
+            f"{self.pipeline.backend.name}, {self.pipeline.backend.num_points} points/object, "
+            f"classes from {p.class_source}, sync {p.sync_topics} slop {p.slop}s"
+            + (f", outputs in {p.target_frame}" if p.target_frame else ""))
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop()
+        self.get_logger().info("deactivated: inputs unsubscribed, nothing processed")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._free()
+        self.get_logger().info("cleaned up: model freed")
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop()
+        self._free()
+        return super().on_shutdown(state)
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.get_logger().error(f"error in a transition from {state.label}: back to "
+                                "unconfigured")
+        self._stop()
+        self._free()
+        return OK
+
+    def _is_managed(self) -> bool:
+        return bool(self.get_parameter("managed").value)
+
+    def _warm_up(self) -> float:
+        """One inference on a made-up object, so the first real frame is not the slow one
+        (allocations, graph optimisation); milliseconds it took."""
+        import numpy as np
+
+        backend = self.pipeline.backend
+        points = np.random.default_rng(0).normal(0, 0.03, (1, backend.num_points, 3))
+        start = time.perf_counter()
+        backend.predict((points + [0, 0, 0.8]).astype(np.float32), np.ones(1, np.int64))
+        return 1e3 * (time.perf_counter() - start)
+
+    def _stop(self) -> None:
+        """Active -> inactive: the worker stopped, subscriptions and publishers removed."""
+        if self.worker is not None:
+            self.slot.close()
+            self.worker.join(timeout=10.0)  # no publishing into a destroyed publisher
+            self.worker = None
+        for entity in self._active:
+            for destroy in (self.destroy_subscription, self.destroy_publisher,
+                            self.destroy_timer):
+                if destroy(entity):
+                    break
+        self._active = []
+
+    def _free(self) -> None:
+        """Configured -> unconfigured: the model and the TF listener released."""
+        if self.tf_listener is not None:
+            self.tf_listener.destroy()
+            self.tf_listener = None
+        self.pipeline = None
 
     # --- start-up -----------------------------------------------------------------------------
 
@@ -175,31 +284,35 @@ class PoseNode(Node):
 
     def _create_subscriptions(self) -> None:
         qos = qos_profile_sensor_data
-        self.create_subscription(Image, "depth", lambda m: self._on_sync("depth", m), qos)
-        self.create_subscription(Image, "mask", lambda m: self._on_sync("mask", m), qos)
-        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos)
+        subscribe = lambda *args: self._active.append(self.create_subscription(*args))  # noqa: E731
+        subscribe(Image, "depth", lambda m: self._on_sync("depth", m), qos)
+        subscribe(Image, "mask", lambda m: self._on_sync("mask", m), qos)
+        subscribe(CameraInfo, "camera_info", self._on_camera_info, qos)
         if "detections" in self.params.sync_topics:
-            self.create_subscription(Detection2DArray, "detections",
-                                     lambda m: self._on_sync("detections", m), qos)
+            subscribe(Detection2DArray, "detections", lambda m: self._on_sync("detections", m),
+                      qos)
         if self.params.publish_overlay:
-            self.create_subscription(Image, "color", self._on_color, qos)
+            subscribe(Image, "color", self._on_color, qos)
 
     def _create_publishers(self) -> None:
         self.poses_pub = self.create_publisher(Detection3DArray, "object_poses", 10)
         self.markers_pub = self.create_publisher(MarkerArray, "markers", 10)
         self.cloud_pub = self.create_publisher(PointCloud2, "debug/points", 2)
         self.overlay_pub = self.create_publisher(Image, "overlay", 2)
+        self._active += [self.poses_pub, self.markers_pub, self.cloud_pub, self.overlay_pub]
         self.tf_broadcaster = None
         if self.params.publish_tf:
             try:  # a real distro: the standard broadcaster
                 from tf2_ros import TransformBroadcaster
 
                 self.tf_broadcaster = TransformBroadcaster(self)
+                self._active.append(self.tf_broadcaster.pub_tf)
             except ImportError:  # pip-only: the same messages, topic and QoS by hand
                 from tf2_msgs.msg import TFMessage
 
                 self.tf_pub = self.create_publisher(TFMessage, "/tf", TF_QOS)
                 self._tf_message = TFMessage
+                self._active.append(self.tf_pub)
 
     def _sampler_settings(self, p: NodeParams) -> SamplerSettings:
         """The model's own sampler settings with the parameters that are set on top (replace,
@@ -225,7 +338,7 @@ class PoseNode(Node):
             raise ValueError(f"num_points {p.num_points} != the model's {backend.num_points}"
                              " (set 0 to use the model's)")
         config = PipelineConfig(min_points=p.min_points, max_objects=p.max_objects,
-                                depth_range=p.depth_range)
+                                depth_range=p.depth_range, max_hypotheses=p.max_hypotheses)
         self.get_logger().info(f"model {path} loaded; sampler {self._sampler_settings(p)}")
         return Pipeline(backend, config)
 
@@ -235,7 +348,7 @@ class PoseNode(Node):
         """Runs in the executor: validates only (fast), never waits for inference. Only the
         sampler's parameters change (the others are declared read-only)."""
         changes = {q.name: q.value for q in params if q.name in SAMPLER_PARAMS}
-        if not changes:
+        if not changes or self.pipeline is None:  # unconfigured: checked at configure
             return SetParametersResult(successful=True)
         try:
             requested = NodeParams.from_ros(self._parameter_values(changes))
@@ -303,10 +416,10 @@ class PoseNode(Node):
 
     # --- worker ---------------------------------------------------------------------------
 
-    def _work(self) -> None:
-        while rclpy.ok(context=self.context) and not self.slot.closed:
+    def _work(self, slot: LatestSlot) -> None:
+        while rclpy.ok(context=self.context) and not slot.closed:
             self._apply_requested()
-            frame = self.slot.take(timeout=0.5)
+            frame = slot.take(timeout=0.5)
             if frame is None:
                 continue
             try:
@@ -372,8 +485,14 @@ class PoseNode(Node):
     def _publish(self, frame: dict, depth_msg: Image, K, result) -> None:
         header = Header(stamp=depth_msg.header.stamp,
                         frame_id=self.params.camera_frame or depth_msg.header.frame_id)
-        objects = result.objects
+        objects = camera_objects = result.objects
+        camera_header = header
         names = object_names(objects, self.params.frame_prefix)
+        if self.params.target_frame:
+            moved = self._to_target_frame(header, objects, frame["_stamp_ns"])
+            if moved is None:
+                return
+            header, objects = moved
         self.poses_pub.publish(messages.detections_msg(header, objects))
         if self.params.publish_tf and objects:
             tfs = messages.transforms(header, objects, names)
@@ -389,9 +508,25 @@ class PoseNode(Node):
             points = np.concatenate([o.points for o in objects])
             labels = np.repeat([o.instance_id for o in objects], [len(o.points) for o in objects])
             self.cloud_pub.publish(convert.points_to_cloud(points, labels, header=header))
-        if self.params.publish_overlay:
-            self._publish_overlay(header, frame["_stamp_ns"], K, objects, names)
+        if self.params.publish_overlay:  # drawn in the image: camera-frame poses
+            self._publish_overlay(camera_header, frame["_stamp_ns"], K, camera_objects, names)
         self._count(frame["_stamp_ns"], len(objects))
+
+    def _to_target_frame(self, header: Header, objects, stamp_ns: int):
+        """(header, objects) in target_frame, with the transform at the input stamp; None
+        (and one throttled line) when it is not there within transform_timeout."""
+        target = self.params.target_frame
+        start = time.perf_counter()
+        try:
+            transform = self.tf_listener.lookup(target, header.frame_id, stamp_ns,
+                                                self.params.transform_timeout)
+        except TransformUnavailable as err:
+            return self._warn("tf", f"outputs not published: no transform {header.frame_id} -> "
+                              f"{target} at the input stamp within {self.params.transform_timeout}"
+                              f" s: {err}")
+        objects = [transform_object(o, transform) for o in objects]
+        self.stats.transform_ms_sum += 1e3 * (time.perf_counter() - start)
+        return Header(stamp=header.stamp, frame_id=target), objects
 
     def _publish_overlay(self, header: Header, stamp_ns: int, K, objects, names) -> None:
         near = [c for c in self.colors
@@ -414,16 +549,17 @@ class PoseNode(Node):
         self.health.output(latency_ms)
         elapsed = time.monotonic() - s.since
         if self.params.log_period > 0 and elapsed >= self.params.log_period:
+            tf = (f", transform to {self.params.target_frame} {s.transform_ms_sum / s.frames:.2f}"
+                  " ms" if self.params.target_frame else "")
             self.get_logger().info(
                 f"{s.frames / elapsed:.1f} frames/s, {s.objects / s.frames:.1f} objects/frame, "
-                f"latency {s.latency_ms_sum / s.frames:.0f} ms (stamp to output), "
+                f"latency {s.latency_ms_sum / s.frames:.0f} ms (stamp to output){tf}, "
                 f"{self.slot.replaced} frames skipped while busy")
             self.stats = Stats(since=time.monotonic())
 
 
 def _stop_worker(node: PoseNode) -> None:
-    node.slot.close()
-    node.worker.join(timeout=10.0)  # no publishing into a destroyed node
+    node._stop()  # whatever state the node is in: no publishing into a destroyed node
     logging.getLogger("posediff_ros").removeHandler(node._log_bridge)
 
 

@@ -89,6 +89,7 @@ class NodeParams:
     num_samples: int
     init: str | None
     seed: int | None
+    max_hypotheses: int  # num_samples > 1: modes per object published (0 = all)
     # point extraction
     num_points: int | None
     max_objects: int
@@ -104,18 +105,22 @@ class NodeParams:
     queue_size: int
     # outputs
     camera_frame: str | None
+    target_frame: str | None  # None: outputs in the camera frame
+    transform_timeout: float  # s to wait for the camera -> target_frame transform
     frame_prefix: str
     publish_tf: bool
     publish_markers: bool
     publish_debug: bool
     publish_overlay: bool
     log_period: float
+    managed: bool  # lifecycle: wait for configure / activate instead of starting at once
 
     @classmethod
     def from_ros(cls, values: dict[str, Any]) -> "NodeParams":
         """From {parameter name: value} as declared; raises ValueError naming the problem."""
         v = dict(values)
-        for name in ("model_path", "solver", "w_schedule", "init", "camera_frame"):
+        for name in ("model_path", "solver", "w_schedule", "init", "camera_frame",
+                     "target_frame"):
             v[name] = _none_if(v[name], lambda x: x == "")
         for name in ("threads", "steps", "num_points"):
             v[name] = _none_if(v[name], lambda x: x == 0)

@@ -11,9 +11,9 @@ from conftest import spawn_python, stop
 
 pytestmark = pytest.mark.ros
 
-# base_link -(static)-> pan_tilt -(moving)-> camera_color_optical_frame. The moving edge
-# turns at 0.5 rad/s about z and slides 0.2 m/s along x from the time s0 given: constant
-# rate about a fixed axis, so interpolating between two received stamps is exact.
+# base_link -(static)-> pan_tilt -(moving)-> camera (argv: s0 in ns, rate Hz, camera frame,
+# speed). The moving edge turns at speed * 0.5 rad/s about z and slides speed * 0.2 m/s along
+# x from s0: a constant rate about a fixed axis, so interpolating between two stamps is exact.
 TF_PUBLISHER = r"""
 import math, sys, rclpy
 from rclpy.qos import QoSProfile, ReliabilityPolicy, DurabilityPolicy
@@ -22,6 +22,7 @@ from geometry_msgs.msg import TransformStamped
 
 s0_ns, rate = int(sys.argv[1]), float(sys.argv[2])
 camera = sys.argv[3] if len(sys.argv) > 3 else 'camera_color_optical_frame'
+speed = float(sys.argv[4]) if len(sys.argv) > 4 else 1.0
 rclpy.init()
 node = rclpy.create_node('tf_test_publisher')
 static_qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
@@ -39,7 +40,7 @@ st.transform.rotation.x, st.transform.rotation.w = math.sqrt(0.5), math.sqrt(0.5
 static.publish(TFMessage(transforms=[st]))
 def tick():
     now = node.get_clock().now()
-    s = (now.nanoseconds - s0_ns) * 1e-9  # ns first: epoch seconds as a float step 0.2 us
+    s = speed * (now.nanoseconds - s0_ns) * 1e-9  # ns first: float epoch seconds step 0.2 us
     t = TransformStamped()
     t.header.stamp = now.to_msg()
     t.header.frame_id, t.child_frame_id = 'pan_tilt', camera
@@ -56,12 +57,12 @@ except KeyboardInterrupt:
 """
 
 
-def base_from_camera(stamp_ns: int, s0_ns: int):
+def base_from_camera(stamp_ns: int, s0_ns: int, speed: float = 1.0):
     """The analytic base_link_from_camera of TF_PUBLISHER at a stamp."""
     from posediff_ros.geometry import axis_angle_to_matrix
     from posediff_ros.transforms import Rigid
 
-    s = (stamp_ns - s0_ns) * 1e-9
+    s = speed * (stamp_ns - s0_ns) * 1e-9
     static = Rigid(axis_angle_to_matrix(np.array([1.0, 0, 0]), np.pi / 2),
                    np.array([0.3, 0.0, 1.1]))
     moving = Rigid(axis_angle_to_matrix(np.array([0, 0, 1.0]), 0.5 * s),

@@ -1,15 +1,20 @@
 """posediff_node with its parameters, topic remaps and optional RViz.
 
   ros2 launch posediff_ros pose.launch.py model:=random namespace:=cam depth:=/camera/depth
+  ros2 launch posediff_ros pose.launch.py managed:=true target_frame:=base_link
+
+managed:=true starts it as a lifecycle node that waits for configure / activate (a lifecycle
+manager, or `ros2 lifecycle set /posediff_node configure`), so the model loads when the
+robot's bring-up says so; launch's lifecycle events reach it as a launch_ros LifecycleNode.
 """
 
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode, Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
-from launch.conditions import IfCondition
+from launch.conditions import IfCondition, UnlessCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 
 # input/output name -> launch argument that remaps it (default: the same relative name)
@@ -34,6 +39,12 @@ def generate_launch_description() -> LaunchDescription:
                               description="detections | parameter | color_mask"),
         DeclareLaunchArgument("publish_overlay", default_value="false",
                               description="publish boxes drawn on the colour image"),
+        DeclareLaunchArgument("managed", default_value="false",
+                              description="true: a lifecycle node waiting for configure and "
+                                          "activate; false: starts at once"),
+        DeclareLaunchArgument("target_frame", default_value="",
+                              description="publish poses, TF and markers in this frame (e.g. "
+                                          "base_link); empty = the camera frame"),
         DeclareLaunchArgument("log_level", default_value="info",
                               description="debug | info | warn | error"),
         DeclareLaunchArgument("rviz", default_value="false", description="also start RViz"),
@@ -42,7 +53,8 @@ def generate_launch_description() -> LaunchDescription:
             description="Fast DDS profile of the node (large shared-memory segment for images)"),
     ] + [DeclareLaunchArgument(t, default_value=t, description=f"remap of '{t}'")
          for t in TOPICS]
-    node = Node(
+    managed = LaunchConfiguration("managed")
+    node_options = dict(
         package="posediff_ros", executable="posediff_node", name="posediff_node",
         namespace=LaunchConfiguration("namespace"), output="screen", emulate_tty=True,
         parameters=[LaunchConfiguration("params_file"), {
@@ -52,15 +64,19 @@ def generate_launch_description() -> LaunchDescription:
             "device": ParameterValue(LaunchConfiguration("device"), value_type=str),
             "class_source": ParameterValue(LaunchConfiguration("class_source"), value_type=str),
             "publish_overlay": LaunchConfiguration("publish_overlay"),
+            "target_frame": ParameterValue(LaunchConfiguration("target_frame"), value_type=str),
+            "managed": ParameterValue(managed, value_type=bool),
         }],
         remappings=[(t, LaunchConfiguration(t)) for t in TOPICS],
         arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")],
         additional_env={"FASTDDS_DEFAULT_PROFILES_FILE": LaunchConfiguration("dds_profile")},
     )
+    nodes = [Node(condition=UnlessCondition(managed), **node_options),
+             LifecycleNode(condition=IfCondition(managed), **node_options)]
     rviz = Node(
         package="rviz2", executable="rviz2", name="rviz2", output="screen",
         arguments=["-d", PathJoinSubstitution([share, "config", "posediff.rviz"])],
         condition=IfCondition(LaunchConfiguration("rviz")),
     )
-    return LaunchDescription(args + [node, rviz])
+    return LaunchDescription(args + nodes + [rviz])
 

@@ -23,7 +23,8 @@ def _arguments(path: Path) -> set[str]:
 def test_pose_launch_arguments():
     args = _arguments(REPO / "launch" / "pose.launch.py")
     assert {"model", "backend", "device", "namespace", "rviz", "params_file", "depth", "mask",
-            "camera_info", "detections", "color", "object_poses"} <= args
+            "camera_info", "detections", "color", "object_poses", "managed",
+            "target_frame"} <= args
 
 
 def test_demo_launch_arguments():

@@ -99,7 +99,7 @@ def test_transitions_driven_by_a_lifecycle_client():
     print(f"configure {configure_s:.2f} s (model load + warm-up), activate "
           f"{1e3 * activate_s:.0f} ms, re-activate {1e3 * reactivate_s:.0f} ms, configure "
           f"after cleanup {reconfigure_s:.2f} s")
-    print("\n".join(x for x in logs.splitlines() if "configured in" in x or "ready in" in x))
+    print("\n".join(x for x in logs.splitlines() if "configured in" in x or "activated in" in x))
     assert "configured in" in logs and "deactivated" in logs and "cleaned up" in logs, logs
     assert "Traceback" not in logs, logs
 
@@ -118,3 +118,56 @@ def test_a_failing_configure_says_why_and_stays_unconfigured():
     assert alive, logs
     lines = [x for x in logs.splitlines() if "configure failed" in x]
     assert len(lines) == 1 and "/nonexistent/model.json" in lines[0], logs
+
+
+@pytest.mark.ros2launch
+def test_pose_launch_managed_true_starts_a_lifecycle_node(rclpy_context):
+    """`ros2 launch posediff_ros pose.launch.py managed:=true`: the node waits unconfigured
+    until a lifecycle client configures and activates it; Ctrl-C ends the launch cleanly."""
+    import os
+    import signal
+    import subprocess
+
+    import rclpy
+    from conftest import REPO, ros2_cli
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState, GetState
+    from rclpy.executors import SingleThreadedExecutor
+
+    ros2 = ros2_cli()
+    if ros2 is None:
+        pytest.skip("no `ros2` command: launch stack not installed")
+    launch = subprocess.Popen(
+        [ros2, "launch", "posediff_ros", "pose.launch.py", "managed:=true", "model:=random",
+         "namespace:=lifelaunch"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=REPO, start_new_session=True)
+    node = rclpy.create_node("lifecycle_launch_client", context=rclpy_context)
+    executor = SingleThreadedExecutor(context=rclpy_context)
+    executor.add_node(node)
+
+    def call(client, request):
+        future = client.call_async(request)
+        executor.spin_until_future_complete(future, timeout_sec=120)
+        return future.result()
+
+    try:
+        get = node.create_client(GetState, "/lifelaunch/posediff_node/get_state")
+        change = node.create_client(ChangeState, "/lifelaunch/posediff_node/change_state")
+        assert get.wait_for_service(timeout_sec=90), "no lifecycle services after launch"
+        states = [call(get, GetState.Request()).current_state.label]
+        for transition in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
+            request = ChangeState.Request()
+            request.transition.id = transition
+            assert call(change, request).success
+            states.append(call(get, GetState.Request()).current_state.label)
+    finally:
+        node.destroy_node()
+        if launch.poll() is None:
+            os.killpg(launch.pid, signal.SIGINT)
+        try:
+            output, _ = launch.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(launch.pid, signal.SIGKILL)
+            output, _ = launch.communicate()
+    assert states == ["unconfigured", "inactive", "active"], output
+    assert launch.returncode == 0 and "Traceback" not in output, output

@@ -214,10 +214,10 @@ class PoseNode(LifecycleNode):
         self._active += [self.diagnostics.pub, self.diagnostics.timer]
         p = self.params
         self.get_logger().info(
-            f"ready in {1e3 * (time.monotonic() - start):.0f} ms: backend "
-            f"{self.pipeline.backend.name}, {self.pipeline.backend.num_points} points/object, "
-            f"classes from {p.class_source}, sync {p.sync_topics} slop {p.slop}s"
-            + (f", outputs in {p.target_frame}" if p.target_frame else ""))
+            f"ready: backend {self.pipeline.backend.name}, {self.pipeline.backend.num_points} "
+            f"points/object, classes from {p.class_source}, sync {p.sync_topics} slop {p.slop}s"
+            + (f", outputs in {p.target_frame}" if p.target_frame else "")
+            + f" (activated in {1e3 * (time.monotonic() - start):.0f} ms)")
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:

@@ -22,22 +22,23 @@ from ..hypotheses import ClusterConfig, object_hypotheses
 from ..metrics import symmetric_mask
 from ..model.posenet import pose_to_camera
 from ..model.rotation import mean_rotation
+from ..model.sampler import SamplerSettings
 
 COLUMNS = ("10d5cm", "5d2cm")
 THRESHOLDS = {"10d5cm": (10.0, 5.0), "5d2cm": (5.0, 2.0)}
 
 
 @torch.no_grad()
-def sample_all(model, cond, cent, scale, reg, num_samples: int, settings: dict, seed: int = 0,
+def sample_all(model, cond, cent, scale, reg, settings: SamplerSettings, seed: int = 0,
                batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Every sample: rotations (M, N, 3, 3), translations (M, N, 3), float64."""
+    """Every one of settings.num_samples samples: rotations (M, N, 3, 3), translations
+    (M, N, 3), float64."""
     g = torch.Generator().manual_seed(seed)
     rots, transs = [], []
     for s in range(0, len(cond), batch):
         sl = slice(s, s + batch)
-        noise = torch.randn(len(cond[sl]), num_samples, 9, generator=g)
-        x = model.sample_poses(cond[sl], noise, settings["steps"], settings["solver"],
-                               settings["w_schedule"], settings["w_max"], settings["init"],
+        noise = torch.randn(len(cond[sl]), settings.num_samples, 9, generator=g)
+        x = model.sample_poses(cond[sl], noise, settings,
                                {"rot6d": reg[sl, :6], "offset": reg[sl, 6:]})
         r, t = pose_to_camera(x, cent[sl], scale[sl])
         rots.append(r.double().numpy()), transs.append(t.double().numpy())
@@ -114,7 +115,7 @@ def accuracy_rows(test: dict, rots, transs, max_k: int, config: ClusterConfig) -
     return out
 
 
-def latency(model, test, settings: dict, num_samples: int, config: ClusterConfig,
+def latency(model, test, settings: SamplerSettings, num_samples: int, config: ClusterConfig,
             n: int = 30) -> dict:
     """Median ms for one object (batch 1): encoder + sampling of num_samples, and the
     clustering of those samples on top."""
@@ -126,7 +127,7 @@ def latency(model, test, settings: dict, num_samples: int, config: ClusterConfig
         cond, c, s = model.condition(pts, cls)
         reg = model.regress(cond)
         r, t = sample_all(model, cond, c, s, torch.cat([reg["rot6d"], reg["offset"]], -1),
-                          num_samples, settings, seed=k)
+                          settings.override(num_samples=num_samples), seed=k)
         t1 = time.perf_counter()
         if num_samples > 1:
             object_hypotheses(r[0], t[0], int(cls[0]), config=config)
@@ -149,12 +150,13 @@ def cmd_hypotheses(args) -> None:
     config = ClusterConfig()
     runs = []
     for init in dict.fromkeys([sd.init, "noise"]):  # the stored default first
-        settings = {"steps": sd.steps, "solver": sd.solver, "w_schedule": sd.w_schedule,
-                    "w_max": sd.w_max, "init": init}
-        rots, transs = sample_all(model, cond, cent, scale, reg, args.samples, settings)
+        settings = sd.override(init=init, num_samples=args.samples, seed=0)
+        rots, transs = sample_all(model, cond, cent, scale, reg, settings)
         with torch.no_grad():
             cost = {n: latency(model, test, settings, n, config) for n in (1, args.samples)}
-        runs.append({"settings": settings, "samples": args.samples,
+        shown = {k: getattr(settings, k) for k in ("steps", "solver", "w_schedule", "w_max",
+                                                   "init")}
+        runs.append({"settings": shown, "samples": args.samples,
                      "groups": accuracy_rows(test, rots, transs, args.top_k, config),
                      "latency": {str(n): v for n, v in cost.items()}})
     save_json({"model": str(args.model), "test_cache": test["source"],

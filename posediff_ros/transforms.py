@@ -29,15 +29,22 @@ class Rigid:
 
     rotation: np.ndarray  # (3, 3)
     translation: np.ndarray  # (3,)
+    # (x, y, z, w) of rotation when it came as one (TF messages): interpolation needs it, and
+    # recomputing it from the matrix is most of a lookup's time
+    quaternion: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @classmethod
     def identity(cls) -> Rigid:
-        return cls(np.eye(3), np.zeros(3))
+        return cls(np.eye(3), np.zeros(3), np.array([0.0, 0.0, 0.0, 1.0]))
 
     @classmethod
     def from_quaternion(cls, q_xyzw, translation) -> Rigid:
-        return cls(quaternion_to_matrix(np.asarray(q_xyzw, np.float64)),
-                   np.asarray(translation, np.float64))
+        q = np.asarray(q_xyzw, np.float64)
+        q = q / np.linalg.norm(q)
+        return cls(quaternion_to_matrix(q), np.asarray(translation, np.float64), q)
+
+    def as_quaternion(self) -> np.ndarray:
+        return matrix_to_quaternion(self.rotation) if self.quaternion is None else self.quaternion
 
     def __matmul__(self, other: Rigid) -> Rigid:
         return Rigid(self.rotation @ other.rotation,
@@ -54,7 +61,7 @@ class Rigid:
 
 def interpolate(a: Rigid, b: Rigid, alpha: float) -> Rigid:
     """alpha = 0 -> a, 1 -> b: rotation by slerp (shortest way), translation linearly."""
-    qa, qb = matrix_to_quaternion(a.rotation), matrix_to_quaternion(b.rotation)
+    qa, qb = a.as_quaternion(), b.as_quaternion()
     dot = float(qa @ qb)
     if dot < 0:  # q and -q are one rotation: take the shorter arc
         qb, dot = -qb, -dot
@@ -64,7 +71,7 @@ def interpolate(a: Rigid, b: Rigid, alpha: float) -> Rigid:
     else:
         q = (np.sin((1 - alpha) * theta) * qa + np.sin(alpha * theta) * qb) / np.sin(theta)
     t = (1 - alpha) * a.translation + alpha * b.translation
-    return Rigid(quaternion_to_matrix(q), t)
+    return Rigid.from_quaternion(q, t)
 
 
 class TransformUnavailable(LookupError):

@@ -98,7 +98,8 @@ PARAMETERS = {
         "empty = the model's", False)),
     "w_max": (-1.0, _describe("final score-scaling factor; < 0 = the model's", False,
                               float_range=(-1.0, 100.0))),
-    "num_samples": (1, _describe("pose samples per object; >1 gives a covariance", False,
+    "num_samples": (1, _describe("pose samples per object; >1 gives pose hypotheses with "
+                                 "covariances (max_hypotheses)", False,
                                  int_range=(1, 256))),
     "init": ("", _describe("ODE start: noise | regression; empty = the model's", False)),
     "seed": (0, _describe("sampler noise seed; -1 = random each call", False,

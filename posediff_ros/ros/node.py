@@ -167,9 +167,8 @@ class PoseNode(LifecycleNode):
         self.tf_listener = None
         self.add_on_set_parameters_callback(self._on_set_parameters)
         if not self.get_parameter("managed").value:  # a plain node: up at once, or exit
-            if self.trigger_configure() != OK:
+            if self.trigger_configure() != OK or self.trigger_activate() != OK:
                 raise self._failure
-            self.trigger_activate()
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -198,6 +197,23 @@ class PoseNode(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         start = time.monotonic()
+        try:
+            self._start()
+        except Exception as err:  # noqa: BLE001 - say why, stay inactive
+            self._failure = err
+            self._stop()
+            self.get_logger().error(f"activate failed: {type(err).__name__}: {err}")
+            return FAILED
+        p = self.params
+        self.get_logger().info(
+            f"ready: backend {self.pipeline.backend.name}, {self.pipeline.backend.num_points} "
+            f"points/object, classes from {p.class_source}, sync {p.sync_topics} slop {p.slop}s"
+            + (f", outputs in {p.target_frame}" if p.target_frame else "")
+            + f" (activated in {1e3 * (time.monotonic() - start):.0f} ms)")
+        return super().on_activate(state)
+
+    def _start(self) -> None:
+        """Inactive -> active: fresh input state, subscriptions, publishers, the worker."""
         self.camera_info: CameraInfo | None = None
         self.colors: list[Image] = []
         self.sync = ApproxTimeSync(self.params.sync_topics, self.params.slop,
@@ -213,13 +229,6 @@ class PoseNode(LifecycleNode):
         self.worker.start()
         self.diagnostics = DiagnosticsPublisher(self, self.health)
         self._active += [self.diagnostics.pub, self.diagnostics.timer]
-        p = self.params
-        self.get_logger().info(
-            f"ready: backend {self.pipeline.backend.name}, {self.pipeline.backend.num_points} "
-            f"points/object, classes from {p.class_source}, sync {p.sync_topics} slop {p.slop}s"
-            + (f", outputs in {p.target_frame}" if p.target_frame else "")
-            + f" (activated in {1e3 * (time.monotonic() - start):.0f} ms)")
-        return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop()

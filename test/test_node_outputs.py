@@ -72,10 +72,15 @@ def test_poses_tf_markers_cloud_in_the_target_frame_at_the_input_stamp(moving):
     tfs = [t for m in c.tf for t in m.transforms if t.child_frame_id.startswith("obj/")]
     assert tfs and all(t.header.frame_id == "base_link" for t in tfs)
     stamp = next(s for s in c.matched() if c.poses[s].detections)
-    first = {det.results[0].hypothesis.class_id: det for det in c.poses[stamp].detections}
+    by_name = {}  # <class>_<k>: k counts the objects of a class in mask-id order
+    for det in sorted(c.poses[stamp].detections, key=lambda d: int(d.id)):
+        cls = det.results[0].hypothesis.class_id
+        k = sum(name.startswith(f"{cls}_") for name in by_name)
+        by_name[f"{cls}_{k}"] = det
     at_stamp = [t for t in tfs if t.header.stamp.sec * 10**9 + t.header.stamp.nanosec == stamp]
+    assert len(at_stamp) == len(by_name)
     for t in at_stamp:
-        det = first[t.child_frame_id[len("obj/"):].rpartition("_")[0]]
+        det = by_name[t.child_frame_id[len("obj/"):]]
         p = det.results[0].pose.pose.position
         assert [t.transform.translation.x, t.transform.translation.y,
                 t.transform.translation.z] == pytest.approx([p.x, p.y, p.z], abs=1e-9)

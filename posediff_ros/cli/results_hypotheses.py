@@ -1,5 +1,6 @@
-"""`posediff-results hypotheses`: top-1 vs top-k accuracy of the pose hypotheses (the modes
-of num_samples samples, hypotheses.py) on the held-out test cache, and what they cost.
+"""`posediff-results hypotheses` (cmd_hypotheses in results.py): top-1 vs top-k accuracy of
+the pose hypotheses (the modes of num_samples samples, hypotheses.py) on the held-out test
+cache, and what they cost.
 
 Per object, from the same N samples: one sample (what num_samples = 1 gives), the mean of
 the N samples (what the node published for num_samples > 1 before hypotheses), the heaviest
@@ -138,32 +139,25 @@ def latency(model, test, settings: SamplerSettings, num_samples: int, config: Cl
             "cluster_ms": statistics.median(cluster_ms)}
 
 
-def cmd_hypotheses(args) -> None:
-    from ..model.posenet import load_model
-    from .results import RESULTS, condition_all, environment, load_test, save_json
-
-    torch.set_num_threads(args.threads)
-    model = load_model(args.model)
+def measure(model, test: dict, cond, cent, scale, reg, samples: int, top_k: int) -> dict:
+    """Both sampler starts (the model's stored one first, then noise): accuracy rows per group
+    and the cost; what docs/results/hypotheses.json holds besides its provenance."""
     sd = model.cfg.sampler
-    test = load_test(args.test, args.limit, model.cfg.num_points, args.test_shards)
-    cond, cent, scale, _, reg = condition_all(model, test)
     config = ClusterConfig()
     runs = []
-    for init in dict.fromkeys([sd.init, "noise"]):  # the stored default first
-        settings = sd.override(init=init, num_samples=args.samples, seed=0)
+    for init in dict.fromkeys([sd.init, "noise"]):
+        settings = sd.override(init=init, num_samples=samples, seed=0)
         rots, transs = sample_all(model, cond, cent, scale, reg, settings)
         with torch.no_grad():
-            cost = {n: latency(model, test, settings, n, config) for n in (1, args.samples)}
+            cost = {n: latency(model, test, settings, n, config) for n in (1, samples)}
         shown = {k: getattr(settings, k) for k in ("steps", "solver", "w_schedule", "w_max",
                                                    "init")}
-        runs.append({"settings": shown, "samples": args.samples,
-                     "groups": accuracy_rows(test, rots, transs, args.top_k, config),
+        runs.append({"settings": shown, "samples": samples,
+                     "groups": accuracy_rows(test, rots, transs, top_k, config),
                      "latency": {str(n): v for n, v in cost.items()}})
-    save_json({"model": str(args.model), "test_cache": test["source"],
-               "objects": len(test["class_ids"]), "top_k": args.top_k,
-               "cluster": {"rotation_deg": config.rotation_deg,
-                           "translation_m": config.translation_m},
-               "runs": runs, "environment": environment()}, RESULTS / "hypotheses.json")
+    return {"top_k": top_k, "runs": runs,
+            "cluster": {"rotation_deg": config.rotation_deg,
+                        "translation_m": config.translation_m}}
 
 
 def report_lines(h: dict) -> list[str]:

@@ -5,6 +5,7 @@ JSON (docs/results/), and generate docs/RESULTS.md + plots from those saved file
   posediff-results collect-runs runs/ablation_joint runs/ablation_scratch
   posediff-results tune --model models/posediff_default.json --val data/cache_val
   posediff-results symmetric --model models/posediff_default.json --test data/cache_test
+  posediff-results hypotheses --model models/posediff_default.json --test data/cache_test
   posediff-results report            # docs/results/*.json -> docs/RESULTS.md, docs/images/*.png
                                      (cli/results_report.py)
 
@@ -302,6 +303,20 @@ def cmd_symmetric(args) -> None:
     save_json(out, RESULTS / "symmetric_samples.json")
 
 
+def cmd_hypotheses(args) -> None:
+    """(e) top-1 vs top-k accuracy of the pose hypotheses and their cost (results_hypotheses)."""
+    from .results_hypotheses import measure
+
+    torch.set_num_threads(args.threads)
+    model = load_model(args.model)
+    test = load_test(args.test, args.limit, model.cfg.num_points, args.test_shards)
+    c = condition_all(model, test)
+    out = measure(model, test, c.cond, c.cent, c.scale, c.reg, args.samples, args.top_k)
+    save_json({"model": str(args.model), "test_cache": test["source"],
+               "objects": len(test["class_ids"]), **out, "environment": environment()},
+              RESULTS / "hypotheses.json")
+
+
 # --- training-curve ablation runs --------------------------------------------------------
 
 
@@ -353,6 +368,14 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--test_shards", default="")
     s.add_argument("--steps", type=int, default=8)
     s.add_argument("--threads", type=int, default=1)
+    h = sub.add_parser("hypotheses", help="(e) top-1 vs top-k accuracy of the pose modes")
+    h.add_argument("--model", default="models/posediff_default.json")
+    h.add_argument("--test", default="data/cache_test")
+    h.add_argument("--test_shards", default="")
+    h.add_argument("--limit", type=int, default=0)
+    h.add_argument("--samples", type=int, default=16, help="samples per object (num_samples)")
+    h.add_argument("--top_k", type=int, default=3)
+    h.add_argument("--threads", type=int, default=1)
     t = sub.add_parser("tune", help="choose the stored sampler defaults on validation data")
     t.add_argument("--model", default="models/posediff_default.json")
     t.add_argument("--val", default="data/cache_val")
@@ -369,7 +392,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"measure": cmd_measure, "evaluate": cmd_measure, "symmetric": cmd_symmetric,
-            "tune": cmd_tune, "collect-runs": cmd_collect_runs, "report": cmd_report}
+            "tune": cmd_tune, "collect-runs": cmd_collect_runs, "report": cmd_report,
+            "hypotheses": cmd_hypotheses}
 
 
 def main(argv: list[str] | None = None) -> None:

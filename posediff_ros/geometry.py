@@ -288,24 +288,50 @@ def sample_points(points: np.ndarray, n: int, rng: np.random.Generator) -> np.nd
     return points[idx]
 
 
-def outlier_mask(
+def _medians(values: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Median of the `count` finite entries of each row of `values` (..., M), whose other
+    entries are +inf: one sort along the rows, so many objects cost one call."""
+    s = np.sort(values, axis=-1)
+    count = np.broadcast_to(np.asarray(count), s.shape[:-1])[..., None]
+    lo = np.take_along_axis(s, np.maximum(count - 1, 0) // 2, axis=-1)
+    hi = np.take_along_axis(s, np.minimum(count // 2, s.shape[-1] - 1), axis=-1)
+    return 0.5 * (lo + hi)[..., 0]
+
+
+def grouped_outlier_mask(
     points: np.ndarray,
+    counts: np.ndarray,
     depth_k: float = 3.0,
     min_depth_band: float = 0.03,
     radius_k: float = 3.0,
     min_radius: float = 0.03,
 ) -> np.ndarray:
-    """Bool (N,) keep-mask of `trim_outliers`; see there for the rule."""
+    """Bool (N,) keep-mask of `trim_outliers` for many objects at once: `points` (N, 3) holds
+    them one after the other, counts[b] points each. The objects are laid out as rows of a
+    (B, max count) array padded with +inf, so every median is one sort for all of them."""
     p = np.asarray(points, dtype=np.float64)
+    counts = np.asarray(counts, dtype=np.int64)
     if len(p) == 0:
         return np.zeros(0, dtype=bool)
-    z = p[:, 2]
-    z_med = np.median(z)
-    mad = 1.4826 * np.median(np.abs(z - z_med))  # robust standard deviation of depth
-    keep = np.abs(z - z_med) <= max(depth_k * mad, min_depth_band)
-    centre = np.median(p[keep], axis=0)
-    d = np.linalg.norm(p - centre, axis=1)
-    return keep & (d <= max(radius_k * np.median(d[keep]), min_radius))
+    starts = np.cumsum(counts) - counts
+    j = np.arange(counts.max())
+    present = j < counts[:, None]  # (B, M): row b holds object b's points, then padding
+    rows = p[np.where(present, starts[:, None] + j, 0)]  # (B, M, 3)
+    z_med = _medians(np.where(present, rows[..., 2], np.inf), counts)
+    dev = np.where(present, np.abs(rows[..., 2] - z_med[:, None]), np.inf)
+    band = np.maximum(depth_k * 1.4826 * _medians(dev, counts), min_depth_band)
+    near = dev <= band[:, None]
+    k_near = near.sum(axis=1)
+    centre = _medians(np.where(near[:, None, :], rows.transpose(0, 2, 1), np.inf),
+                      k_near[:, None])  # (B, 3) per-axis medians of the points kept so far
+    d = np.linalg.norm(rows - centre[:, None, :], axis=-1)
+    radius = np.maximum(radius_k * _medians(np.where(near, d, np.inf), k_near), min_radius)
+    return (near & (d <= radius[:, None]))[present]
+
+
+def outlier_mask(points: np.ndarray, **kwargs: float) -> np.ndarray:
+    """Bool (N,) keep-mask of `trim_outliers`; see there for the rule."""
+    return grouped_outlier_mask(points, np.array([len(points)]), **kwargs)
 
 
 def trim_outliers(points: np.ndarray, **kwargs: float) -> np.ndarray:
@@ -319,6 +345,7 @@ def trim_outliers(points: np.ndarray, **kwargs: float) -> np.ndarray:
        |p - c| <= max(radius_k * median |p - c|, min_radius).
     Defaults depth_k = radius_k = 3, min_depth_band = min_radius = 3 cm keep the whole of a
     solid object (uniformly spread depth: the band reaches 1.1x its depth extent) while
-    cutting background points tens of cm behind it. Keyword arguments: see `outlier_mask`.
+    cutting background points tens of cm behind it. Keyword arguments: see
+    `grouped_outlier_mask`.
     """
     return points[outlier_mask(points, **kwargs)]

@@ -79,19 +79,6 @@ def instance_ids(mask: np.ndarray, background: int) -> list[int]:
     return [int(i) for i in ids if i != background]
 
 
-def instance_boxes(mask: np.ndarray, ids: list[int]) -> dict[int, tuple[slice, slice]]:
-    """{id: (row slice, column slice)} of each instance's bounding box, in one pass."""
-    if not ids:
-        return {}
-    if min(ids) < 1 or max(ids) > 65535:  # find_objects needs small positive labels
-        return {i: (slice(0, mask.shape[0]), slice(0, mask.shape[1])) for i in ids}
-    from scipy import ndimage
-
-    labels = np.where(np.isin(mask, ids), mask, 0)
-    found = ndimage.find_objects(labels, max_label=max(ids))
-    return {i: found[i - 1] for i in ids}
-
-
 def instances_from_color_mask(
     rgb: np.ndarray, palette: dict[tuple[int, int, int], int], min_pixels: int = 1
 ) -> tuple[np.ndarray, dict[int, int]]:
@@ -168,36 +155,28 @@ class Pipeline:
     def extract(self, depth: np.ndarray, mask: np.ndarray, K: np.ndarray,
                 classes: dict[int, int], background: int = 0
                 ) -> tuple[list[tuple[int, int, np.ndarray]], list[tuple[int, str]]]:
-        """[(instance, class, points)] of the usable objects, and [(instance, why)] of the rest."""
-        from posediff_ros.data.points import object_points
+        """[(instance, class, points)] of the usable objects, and [(instance, why)] of the rest.
+        One pass over the mask for all objects (data/points.py); depth may be uint16 mm."""
+        from posediff_ros.data.points import ObjectPixels, extract_objects
 
-        usable, skipped = [], []
-        ids, extra = limit_objects(instance_ids(mask, background), self.config.max_objects)
-        skipped += [(i, f"more than max_objects={self.config.max_objects} objects in the "
-                     "frame") for i in extra]
-        boxes = instance_boxes(mask, ids)
+        pixels = ObjectPixels.of(mask, depth, self.config.depth_range, background=background)
+        ids, extra = limit_objects(pixels.ids.tolist(), self.config.max_objects)
+        skipped = [(i, f"more than max_objects={self.config.max_objects} objects in the "
+                    "frame") for i in extra]
+        wanted = []
         for inst in ids:
             cls = classes.get(inst)
             if cls is None:
                 skipped.append((inst, "no class for this mask id"))
-                continue
-            if cls not in BY_ID:
+            elif cls not in BY_ID:
                 skipped.append((inst, f"class id {cls} is not a NOCS class (1..6)"))
-                continue
-            rows, cols = boxes[inst]
-            # the object's bounding box only, with the principal point moved along: the same
-            # points as from the full image at a fraction of the cost
-            K_crop = np.array(K, dtype=np.float64)
-            K_crop[0, 2] -= cols.start
-            K_crop[1, 2] -= rows.start
-            found = object_points(depth[rows, cols], mask[rows, cols] == inst, K_crop,
-                                  self.backend.num_points, self.rng,
-                                  depth_range=self.config.depth_range,
-                                  min_points=self.config.min_points)
-            if found:
-                usable.append((inst, cls, found.points))
             else:
-                skipped.append((inst, found.reason))
+                wanted.append(inst)
+        found = extract_objects(pixels, K, wanted, self.backend.num_points, self.rng,
+                                min_points=self.config.min_points)
+        skipped += list(found.dropped.items())
+        usable = [(inst, classes[inst], pts)
+                  for inst, pts in zip(found.ids.tolist(), found.points, strict=True)]
         return usable, skipped
 
     def process(self, depth: np.ndarray, mask: np.ndarray, K: np.ndarray,

@@ -17,6 +17,7 @@ import json
 import math
 import os
 import platform
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -575,7 +576,12 @@ def markdown(res: dict) -> str:
     return "\n".join(latency_lines(res) + accuracy_lines(res) + cost_lines(res)) + "\n"
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int | None:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--node" in argv:  # the real node over DDS: ros/node_bench.py
+        from ..ros.node_bench import main as node_bench
+
+        return node_bench([a for a in argv if a != "--node"])
     from ..runtime import DEFAULT_MODEL
 
     ap = argparse.ArgumentParser(prog="posediff-bench", description=__doc__.split("\n\n")[0])
@@ -631,4 +637,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

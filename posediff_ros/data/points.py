@@ -1,5 +1,10 @@
 """Masked depth -> fixed-size object point sets. One code path for the node, the training
-cache and the evaluator, so what is trained on is what runs."""
+cache and the evaluator, so what is trained on is what runs.
+
+All objects of a frame are extracted together: one pass over the instance-id image finds the
+pixels of every object (`ObjectPixels`), and everything after it (depth lookup, back-projection,
+outlier trimming) works on those pixels only, for all objects at once.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,158 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from posediff_ros.geometry import backproject, sample_points, trim_outliers
+from posediff_ros.geometry import grouped_outlier_mask
+
+CANDIDATES_PER_POINT = 4  # an object's trimming looks at <= 4 x n_points of its pixels
+
+
+@dataclass
+class ObjectPixels:
+    """The pixels with valid depth of the objects of one frame, grouped by instance id."""
+
+    index: np.ndarray  # flat pixel indices, grouped by id (ascending), raster order within
+    labels: np.ndarray  # the id of each
+    z: np.ndarray  # (N,) float64 depth in metres of each
+    width: int  # image width (flat index -> column, row)
+    ids: np.ndarray  # every id found in the mask (also those without valid depth), ascending
+    num_mask: np.ndarray  # pixels of each id in the mask
+    depth_range: tuple[float, float]
+
+    @classmethod
+    def of(cls, mask: np.ndarray, depth: np.ndarray, depth_range: tuple[float, float],
+           background: int | None = None, ids: list[int] | np.ndarray | None = None,
+           depth_scale: float | None = None) -> ObjectPixels:
+        """One pass over `mask` (H, W ints) for the pixels whose value is not `background`
+        (or, without a background, is one of `ids`); depth (uint16 millimetres or float
+        metres, see geometry.depth_to_metres) is read at those pixels only. Valid depth:
+        inside `depth_range` (metres); zero, NaN and inf are invalid."""
+        flat = np.asarray(mask).ravel()
+        if background is not None:
+            index = np.flatnonzero(flat != background)
+        else:
+            index = np.flatnonzero(np.isin(flat, np.asarray(ids, dtype=np.int64)))
+        labels = flat[index]
+        found, num_mask = _count_ids(labels)
+        if depth_scale is None:
+            depth_scale = 0.001 if np.issubdtype(depth.dtype, np.integer) else 1.0
+        # metres as geometry.depth_to_metres computes them (float32)
+        z = depth.ravel()[index].astype(np.float32) * np.float32(depth_scale)
+        lo, hi = depth_range
+        valid = np.flatnonzero((z >= lo) & (z <= hi) & (z > 0))  # NaN compares false
+        order = valid[np.argsort(labels[valid], kind="stable")]  # radix sort for small ids
+        return cls(index[order], labels[order], z[order].astype(np.float64),
+                   int(np.shape(mask)[1]), found, num_mask, (lo, hi))
+
+    def segments(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(first position, number of valid pixels) of each id in the grouped arrays."""
+        starts = np.searchsorted(self.labels, ids, side="left")
+        return starts, np.searchsorted(self.labels, ids, side="right") - starts
+
+    def mask_count(self, ids: np.ndarray) -> list[int]:
+        """Pixels of each id in the mask, valid depth or not (0 for an id not there)."""
+        lookup = dict(zip(self.ids.tolist(), self.num_mask.tolist(), strict=True))
+        return [lookup.get(i, 0) for i in ids.tolist()]
+
+
+def _count_ids(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct ids ascending, count of each): a counting pass for small non-negative ids."""
+    if labels.size and labels.dtype.kind in "ub" and labels.dtype.itemsize <= 2:
+        counts = np.bincount(labels)
+        ids = np.flatnonzero(counts)
+        return ids.astype(np.int64), counts[ids]
+    ids, counts = np.unique(labels, return_counts=True)
+    return ids.astype(np.int64), counts
+
+
+@dataclass
+class FrameObjects:
+    """Stacked points of the objects of one frame that had enough points."""
+
+    points: np.ndarray  # (B, n_points, 3) float32
+    ids: np.ndarray  # (B,) instance ids kept, in the order asked for
+    dropped: dict[int, str] = field(default_factory=dict)  # instance id -> reason
+    num_valid: np.ndarray | None = None  # per id asked: pixels with depth inside depth_range
+    num_kept: np.ndarray | None = None  # per id asked: kept by the outlier rule (of those seen)
+
+
+def _backproject(pixels: ObjectPixels, at: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """(N, 3) p = z K^-1 [u, v, 1] of the grouped pixels at positions `at` (u = column,
+    v = row), elementwise (no BLAS call, so no math-library threads wake up)."""
+    v, u = np.divmod(pixels.index[at], pixels.width)
+    z = pixels.z[at]
+    Ki = np.linalg.inv(np.asarray(K, dtype=np.float64))
+    return np.stack([(Ki[r, 0] * u + Ki[r, 1] * v + Ki[r, 2]) * z for r in range(3)], axis=1)
+
+
+def extract_objects(
+    pixels: ObjectPixels,
+    K: np.ndarray,
+    ids: list[int] | np.ndarray,
+    n_points: int,
+    rng: np.random.Generator,
+    min_points: int = 32,
+    trim: bool = True,
+) -> FrameObjects:
+    """Points of the listed objects (an id may repeat): back-project their valid pixels
+    (integer pixel coordinates, p = z K^-1 [u, v, 1], as REAL275), trim outliers
+    (geometry.trim_outliers), resample each to `n_points` (as geometry.sample_points).
+    Objects with fewer than `min_points` points at any stage are dropped with a reason.
+
+    Only a uniform random subset of at most 4 x max(n_points, min_points) valid pixels of an
+    object is back-projected and trimmed (all of them for smaller objects): the n points are
+    then a uniform sample of the trimmed object as before, at a cost that does not grow with
+    the object's size. The rule keeps at least a quarter of the points it sees (half inside
+    the depth band, half of those inside the radius), so the subset always yields n."""
+    ids = np.asarray(ids, dtype=np.int64)
+    starts, num_valid = pixels.segments(ids)
+    cap = CANDIDATES_PER_POINT * max(n_points, min_points)
+    seen = [s + (np.arange(n) if n <= cap else rng.choice(n, size=cap, replace=False))
+            for s, n in zip(starts.tolist(), num_valid.tolist(), strict=True)]
+    counts = np.array([len(c) for c in seen], dtype=np.int64)
+    at = np.concatenate(seen) if seen else np.zeros(0, dtype=np.int64)
+    xyz = _backproject(pixels, at, K)
+    keep = grouped_outlier_mask(xyz, counts) if trim else np.ones(len(at), dtype=bool)
+    group = np.repeat(np.arange(len(ids)), counts)
+    num_kept = np.bincount(group[keep], minlength=len(ids))
+    kept = np.flatnonzero(keep)
+    first = np.cumsum(num_kept) - num_kept
+    num_mask = pixels.mask_count(ids)
+    rows, kept_ids, dropped = [], [], {}
+    for b, inst in enumerate(ids.tolist()):
+        why = _too_few(num_mask[b], int(num_valid[b]), int(num_kept[b]),
+                       pixels.depth_range, min_points)
+        if why:
+            dropped[inst] = why
+            continue
+        rows.append(kept[first[b] + _sample_index(int(num_kept[b]), n_points, rng)])
+        kept_ids.append(inst)
+    points = (xyz[np.concatenate(rows)].astype(np.float32).reshape(-1, n_points, 3) if rows
+              else np.zeros((0, n_points, 3), dtype=np.float32))
+    return FrameObjects(points, np.asarray(kept_ids, dtype=np.int64), dropped, num_valid,
+                        num_kept)
+
+
+def _too_few(n_mask: int, num_valid: int, num_kept: int, depth_range: tuple[float, float],
+             min_points: int) -> str:
+    """Why an object has too few points ('' when it has enough)."""
+    if n_mask == 0:
+        return "mask empty"
+    if num_valid < min_points:
+        lo, hi = depth_range
+        return (f"only {num_valid} valid depth pixels of {n_mask} in the mask "
+                f"(depth range {lo:g}-{hi:g} m, min {min_points})")
+    if num_kept < min_points:
+        return (f"only {num_kept} points left after outlier trimming of {num_valid} "
+                f"(min {min_points})")
+    return ""
+
+
+def _sample_index(count: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of geometry.sample_points (same draws from `rng`): n of `count` without
+    replacement when count >= n, else all of them plus n - count drawn with replacement."""
+    if count >= n:
+        return rng.choice(count, size=n, replace=False)
+    return np.concatenate([rng.permutation(count), rng.integers(0, count, size=n - count)])
 
 
 @dataclass
@@ -34,51 +190,15 @@ def object_points(
     trim: bool = True,
     depth_scale: float | None = None,
 ) -> ObjectPoints:
-    """Back-project the pixels of one object's bool mask, keep depths inside `depth_range`
-    (metres), trim outliers (see geometry.trim_outliers), resample to `n_points`.
-
-    Returns ObjectPoints with points=None and a readable `reason` when fewer than
-    `min_points` valid points remain at any stage.
-    """
-    mask = np.asarray(instance_mask, dtype=bool)
-    n_mask = int(mask.sum())
-    if n_mask == 0:
-        return ObjectPoints(None, "mask empty")
-    pts = backproject(depth, mask, K, depth_scale)
-    lo, hi = depth_range
-    pts = pts[(pts[:, 2] >= lo) & (pts[:, 2] <= hi)]
-    num_valid = len(pts)
-    if num_valid < min_points:
-        return ObjectPoints(
-            None,
-            f"only {num_valid} valid depth pixels of {n_mask} in the mask "
-            f"(depth range {lo:g}-{hi:g} m, min {min_points})",
-            num_valid=num_valid,
-        )
-    if trim:
-        pts = trim_outliers(pts)
-        if len(pts) < min_points:
-            return ObjectPoints(
-                None,
-                f"only {len(pts)} points left after outlier trimming of {num_valid} "
-                f"(min {min_points})",
-                num_valid=num_valid,
-                num_kept=len(pts),
-            )
-    return ObjectPoints(
-        sample_points(pts, n_points, rng).astype(np.float32, copy=False),
-        num_valid=num_valid,
-        num_kept=len(pts),
-    )
-
-
-@dataclass
-class FrameObjects:
-    """Stacked points of the objects of one frame that had enough points."""
-
-    points: np.ndarray  # (B, n_points, 3) float32
-    ids: np.ndarray  # (B,) instance ids kept, in the order asked for
-    dropped: dict[int, str] = field(default_factory=dict)  # instance id -> reason
+    """Points of one object given as a bool mask (H, W): see `ObjectPixels.of` and
+    `extract_objects` for the rules."""
+    mask = np.asarray(instance_mask, dtype=bool).view(np.uint8)
+    pixels = ObjectPixels.of(mask, depth, depth_range, background=0, depth_scale=depth_scale)
+    found = extract_objects(pixels, K, [1], n_points, rng, min_points, trim)
+    counts = {"num_valid": int(found.num_valid[0]), "num_kept": int(found.num_kept[0])}
+    if len(found.ids):
+        return ObjectPoints(found.points[0], **counts)
+    return ObjectPoints(None, found.dropped[1], **counts)
 
 
 def frame_objects(
@@ -88,20 +208,13 @@ def frame_objects(
     instance_ids: list[int] | np.ndarray,
     n_points: int,
     rng: np.random.Generator,
-    **kwargs,
+    depth_range: tuple[float, float] = (0.1, 3.0),
+    min_points: int = 32,
+    trim: bool = True,
+    depth_scale: float | None = None,
+    background: int | None = None,
 ) -> FrameObjects:
-    """Points of every listed instance in an instance-id image `mask` (HxW ints, one id per
-    pixel). Keyword arguments go to `object_points`."""
-    mask = np.asarray(mask)
-    kept_pts, kept_ids, dropped = [], [], {}
-    for inst in instance_ids:
-        res = object_points(depth, mask == inst, K, n_points, rng, **kwargs)
-        if res:
-            kept_pts.append(res.points)
-            kept_ids.append(int(inst))
-        else:
-            dropped[int(inst)] = res.reason
-    points = (
-        np.stack(kept_pts) if kept_pts else np.zeros((0, n_points, 3), dtype=np.float32)
-    )
-    return FrameObjects(points, np.asarray(kept_ids, dtype=np.int64), dropped)
+    """Points of every listed instance (an id may repeat) in an instance-id image `mask`
+    (H, W ints, one id per pixel); `background`, when given, saves the id lookup."""
+    pixels = ObjectPixels.of(mask, depth, depth_range, background, instance_ids, depth_scale)
+    return extract_objects(pixels, K, instance_ids, n_points, rng, min_points, trim)

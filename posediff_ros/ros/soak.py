@@ -62,16 +62,20 @@ class Sample:
     diag_level: str
 
 
-def _start(module: str, params: list[str], namespace: str, log: Path) -> subprocess.Popen:
+def _start(module: str, params: list[str], namespace: str, log: Path,
+           env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.Popen:
+    """`python -m module` as its own process in `namespace`, output to `log`; `env` adds
+    variables, `cwd` (with PYTHONPATH) runs another checkout's package."""
     args = [sys.executable, "-m", module, "--ros-args", "-r", f"__ns:=/{namespace}"]
     for p in params:
         args += ["-p", p]
-    env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0", **(env or {}))
     profile = REPO / "config" / "fastdds_shm.xml"
     if profile.is_file():
         env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(profile))
     # output to a file: a pipe nobody reads would block the process after 64 KB
-    return subprocess.Popen(args, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
+    return subprocess.Popen(args, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env,
+                            cwd=cwd)
 
 
 def _stop(proc: subprocess.Popen, sig: int = signal.SIGINT, timeout: float = 15.0) -> int:

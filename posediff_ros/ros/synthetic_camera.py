@@ -32,7 +32,8 @@ from posediff_ros.ros.run import run_node
 
 PARAMETERS = {
     "rate": (5.0, "frames per second"),
-    "num_objects": (0, "objects per scene; 0 = random 2-6"),
+    "num_objects": (0, "objects per scene (at most 20; fewer when they do not fit on the "
+                       "table); 0 = random 2-6"),
     "ring_size": (4, "distinct scenes rendered at start and replayed"),
     "seed": (0, "scene generator seed"),
     "frame_id": ("camera_color_optical_frame", "frame_id of every message"),
@@ -95,8 +96,8 @@ class SyntheticCamera(Node):
             self.declare_parameter(name, default, ParameterDescriptor(description=text,
                                                                       read_only=True))
         p = {name: self.get_parameter(name).value for name in PARAMETERS}
-        if p["rate"] <= 0 or p["ring_size"] < 1 or not 0 <= p["num_objects"] <= 6:
-            raise ValueError("need rate > 0, ring_size >= 1, 0 <= num_objects <= 6")
+        if p["rate"] <= 0 or p["ring_size"] < 1 or not 0 <= p["num_objects"] <= 20:
+            raise ValueError("need rate > 0, ring_size >= 1, 0 <= num_objects <= 20")
         self.frame_id = p["frame_id"]
         qos = qos_profile_sensor_data
         self.pubs = {

@@ -51,6 +51,22 @@ def test_step_padding_and_endianness_by_hand():
     assert convert.image_to_numpy(msg)[0, 1] == int.from_bytes((258).to_bytes(2, "big"), "little")
 
 
+def test_depth_and_mask_are_views_of_the_message():
+    """No copy of a 640x480 image per frame: the arrays share the message's buffer."""
+    depth = np.arange(12, dtype=np.uint16).reshape(3, 4)
+    mask = np.array([[0, 1, 2, 300]] * 3, np.uint16)
+    for msg, read in ((convert.numpy_to_image(depth, "16UC1"), convert.depth_image),
+                      (convert.numpy_to_image(mask, "mono16"), convert.mask_to_numpy),
+                      (convert.numpy_to_image(depth.astype(np.float32), "32FC1"),
+                       convert.depth_image)):
+        out = read(msg)
+        assert np.shares_memory(out, np.frombuffer(memoryview(msg.data).cast("B"), np.uint8))
+        np.testing.assert_array_equal(out, depth if read is convert.depth_image else mask)
+    assert convert.depth_image(convert.numpy_to_image(depth, "16UC1")).dtype == np.uint16
+    padded = convert.numpy_to_image(depth, "16UC1", row_padding=2)  # padding: a copy, right
+    np.testing.assert_array_equal(convert.depth_image(padded), depth)
+
+
 def test_depth_32fc1_invalid_pixels_become_zero():
     depth = np.array([[0.5, np.nan], [np.inf, -0.0]], np.float32)
     out = convert.depth_to_metres(convert.numpy_to_image(depth, "32FC1"))

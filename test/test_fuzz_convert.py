@@ -64,7 +64,10 @@ def test_depth_mask_color_only_clear_rejections(msg):
         assert depth.dtype == np.float32 and np.isfinite(depth).all()
     mask = _rejected(convert.mask_to_numpy, msg)
     if mask is not None:
-        assert mask.dtype == np.int32 and mask.shape == (msg.height, msg.width)
+        assert mask.dtype.kind in "ui" and mask.shape == (msg.height, msg.width)
+    raw = _rejected(convert.depth_image, msg)
+    if raw is not None:
+        assert raw.dtype in (np.uint16, np.float32) and raw.shape == (msg.height, msg.width)
     rgb = _rejected(convert.color_to_rgb, msg)
     if rgb is not None:
         assert rgb.shape == (msg.height, msg.width, 3) and rgb.dtype == np.uint8

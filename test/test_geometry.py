@@ -193,3 +193,34 @@ def test_trim_outliers_removes_background_keeps_object():
     long = rng.uniform([-0.15, -0.02, 0.98], [0.15, 0.02, 1.02], (500, 3))
     assert len(g.trim_outliers(long)) == 500
     assert g.outlier_mask(np.zeros((0, 3))).shape == (0,)
+
+
+def test_grouped_outlier_mask_equals_the_rule_per_object():
+    """Many objects in one call == the rule written with np.median, object by object. Spreads
+    of 5-40 cm put the thresholds on the MAD and median-distance terms (not the 3 cm floors),
+    and odd/even/one-point objects exercise the median's middle elements."""
+    rng = np.random.default_rng(11)
+    counts = np.array([1, 2, 7, 64, 65, 300])
+    groups = [np.concatenate([rng.normal([0, 0, 1.5], rng.uniform(0.05, 0.4), (n, 3)),
+                              rng.normal([0, 0, 3.0], 0.05, (n // 5, 3))]) for n in counts]
+    points = np.concatenate(groups)
+
+    def rule(p):
+        zm = np.median(p[:, 2])
+        near = np.abs(p[:, 2] - zm) <= max(3 * 1.4826 * np.median(np.abs(p[:, 2] - zm)), 0.03)
+        d = np.linalg.norm(p - np.median(p[near], axis=0), axis=1)
+        return near & (d <= max(3 * np.median(d[near]), 0.03))
+
+    expected = np.concatenate([rule(p) for p in groups])
+    got = g.grouped_outlier_mask(points, [len(p) for p in groups])
+    np.testing.assert_array_equal(got, expected)
+    assert 0 < (~expected).sum() < len(expected)  # the rule does cut something here
+
+
+def test_row_medians_with_padding_equal_np_median():
+    rng = np.random.default_rng(12)
+    counts = np.array([1, 2, 3, 8, 9, 10])
+    values = rng.normal(size=(6, 10))
+    padded = np.where(np.arange(10) < counts[:, None], values, np.inf)
+    expected = [np.median(values[b, :n]) for b, n in enumerate(counts)]
+    np.testing.assert_allclose(g._medians(padded, counts), expected, rtol=0, atol=1e-15)

@@ -61,3 +61,91 @@ def test_frame_objects_stacks_and_reports():
     assert fo.ids.tolist() == [2] and fo.points.shape == (1, 128, 3)
     empty = frame_objects(depth, mask, REAL275_K, [], 128, np.random.default_rng(0))
     assert empty.points.shape == (0, 128, 3) and empty.ids.shape == (0,)
+
+
+# --- all objects of a frame at once ----------------------------------------------------------
+
+
+def _reference_points(depth_m, mask, K, lo=0.1, hi=3.0):
+    """The rule written out plainly, one object, every pixel: back-projection with K^-1,
+    depth range, the two-pass median/MAD outlier rule with np.median (geometry docstring)."""
+    v, u = np.nonzero(mask & (depth_m >= lo) & (depth_m <= hi))
+    z = depth_m[v, u].astype(np.float64)
+    p = (np.linalg.inv(K) @ np.stack([u, v, np.ones_like(u)]).astype(np.float64) * z).T
+    zm = np.median(p[:, 2])
+    near = np.abs(p[:, 2] - zm) <= max(3 * 1.4826 * np.median(np.abs(p[:, 2] - zm)), 0.03)
+    c = np.median(p[near], axis=0)
+    d = np.linalg.norm(p - c, axis=1)
+    return p[near & (d <= max(3 * np.median(d[near]), 0.03))]
+
+
+def _frame(rng):
+    """Wall at 2.5 m, three box objects at different depths with noisy depth, masks that
+    bleed onto the wall, a small one, plus an object of 20000 pixels."""
+    depth = np.full((240, 320), 2.5, np.float32)
+    mask = np.zeros((240, 320), np.uint8)
+    for inst, (r, c, h, w, z) in enumerate([(10, 10, 20, 25, 0.8), (40, 60, 15, 30, 1.2),
+                                            (5, 200, 8, 8, 0.6)], start=1):
+        depth[r:r + h, c:c + w] = z + rng.normal(0, 0.004, (h, w))
+        mask[r:r + h, c:c + w + 2] = inst  # two columns of wall inside the mask
+    depth[100:200, 50:250] = 1.0 + rng.normal(0, 0.004, (100, 200))
+    mask[100:200, 50:250] = 4
+    return depth, mask
+
+
+def test_small_objects_keep_exactly_the_rules_points():
+    """Below the candidate cap every valid pixel is examined: the kept set is the reference
+    rule's, point for point (n_points larger than the set, so all of it is drawn)."""
+    depth, mask = _frame(np.random.default_rng(1))
+    for inst in (1, 2, 3):
+        ref = _reference_points(depth, mask == inst, REAL275_K)
+        got = object_points(depth, mask == inst, REAL275_K, 2000, np.random.default_rng(0))
+        assert got.num_kept == len(ref) and got.num_kept < got.num_valid  # wall cut
+        np.testing.assert_allclose(np.unique(got.points, axis=0), np.unique(ref, axis=0),
+                                   atol=1e-6)
+
+
+def test_all_objects_at_once_equal_one_at_a_time():
+    """One call for the frame == one call per object with the same random stream (no
+    object's points mixed into another's), also with repeated ids and uint16 millimetres.
+    (Objects below the candidate cap 4 x 256, so the draws come in the same order.)"""
+    from posediff_ros.data.points import ObjectPixels, extract_objects
+
+    depth, mask = _frame(np.random.default_rng(2))
+    depth_mm = np.round(depth * 1000).astype(np.uint16)
+    ids = [3, 1, 2, 1, 9]  # 9 is not in the mask
+    rng = np.random.default_rng(5)
+    for d in (depth, depth_mm):
+        pixels = ObjectPixels.of(mask, d, (0.1, 3.0), background=0)
+        assert pixels.ids.tolist() == [1, 2, 3, 4]
+        batch = extract_objects(pixels, REAL275_K, ids, 256, np.random.default_rng(5))
+        one = [object_points(d, mask == i, REAL275_K, 256, rng) for i in ids]
+        assert batch.ids.tolist() == [3, 1, 2, 1] and batch.dropped == {9: "mask empty"}
+        np.testing.assert_array_equal(batch.points, np.stack([o.points for o in one[:4]]))
+        rng = np.random.default_rng(5)
+    np.testing.assert_allclose(  # millimetres read as metres x 0.001, like depth_to_metres
+        frame_objects(depth_mm, mask, REAL275_K, [4], 64, np.random.default_rng(0)).points,
+        frame_objects(depth_mm.astype(np.float32) / 1000, mask, REAL275_K, [4], 64,
+                      np.random.default_rng(0)).points, atol=1e-6)
+
+
+def test_large_object_sample_is_uniform_over_the_whole_object():
+    """A 100x200-pixel object is seen through <= 4 n random pixels: the n points must still
+    cover it uniformly (not the first rows, not one corner). Over 40 draws of 64 points the
+    share in the left half is binomial(2560, 0.5): 0.5 +- 0.05 is > 5 standard deviations."""
+    depth, mask = _frame(np.random.default_rng(3))
+    rng = np.random.default_rng(0)
+    pts = np.concatenate([object_points(depth, mask == 4, REAL275_K, 64, rng).points
+                          for _ in range(40)])
+    u = pts[:, 0] / pts[:, 2] * REAL275_K[0, 0] + REAL275_K[0, 2]
+    v = pts[:, 1] / pts[:, 2] * REAL275_K[1, 1] + REAL275_K[1, 2]
+    assert abs(np.mean(u < 150) - 0.5) < 0.05 and abs(np.mean(v < 150) - 0.5) < 0.05
+    assert len(np.unique(pts[:64], axis=0)) == 64  # without replacement within a draw
+    assert np.abs(pts[:, 2] - 1.0).max() < 0.03  # all on the object
+
+
+def test_outlier_rule_cuts_the_wall_behind_a_large_object():
+    depth, mask = _frame(np.random.default_rng(4))
+    mask[100:200, 250:270] = 4  # 2000 wall pixels at 2.5 m inside the mask
+    res = object_points(depth, mask == 4, REAL275_K, 256, np.random.default_rng(0))
+    assert res.num_valid == 22000 and res.points[:, 2].max() < 1.03

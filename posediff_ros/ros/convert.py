@@ -2,6 +2,8 @@
 
 Functions take any object with the message's fields (rclpy messages, rosbags dataclasses), so the
 node and the bag tool share them. Errors are ValueError with a message that says what is wrong.
+Images are read without copying (a view of the message's buffer) unless rows are padded or the
+byte order is not the machine's; depth_image and mask_to_numpy keep the sent type for that.
 """
 
 import numpy as np
@@ -29,7 +31,8 @@ COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
 
 
 def image_to_numpy(msg) -> np.ndarray:
-    """(H, W) or (H, W, C) array in native byte order; honours step padding and endianness."""
+    """(H, W) or (H, W, C) array in native byte order; honours step padding and endianness.
+    A view of msg.data (no copy) when rows are not padded and the byte order is native."""
     if msg.encoding not in ENCODINGS:
         raise ValueError(f"unsupported image encoding {msg.encoding!r}")
     code, channels = ENCODINGS[msg.encoding]
@@ -77,6 +80,15 @@ def numpy_to_image(array: np.ndarray, encoding: str, *, msg_type=None, header=No
     return msg
 
 
+def depth_image(msg) -> np.ndarray:
+    """Depth as sent, without a copy: uint16 millimetres (16UC1, mono16) or float32 metres
+    (32FC1), the convention of geometry.depth_to_metres and data/points.py (zero, NaN and
+    inf are invalid there)."""
+    if msg.encoding not in DEPTH_ENCODINGS:
+        raise ValueError(f"depth encoding {msg.encoding!r} not in {DEPTH_ENCODINGS}")
+    return image_to_numpy(msg)
+
+
 def depth_to_metres(msg) -> np.ndarray:
     """float32 depth in metres from 16UC1/mono16 (mm) or 32FC1 (m); invalid -> 0."""
     if msg.encoding not in DEPTH_ENCODINGS:
@@ -88,10 +100,11 @@ def depth_to_metres(msg) -> np.ndarray:
 
 
 def mask_to_numpy(msg) -> np.ndarray:
-    """int32 instance mask from mono8/mono16/32SC1."""
+    """Instance mask from mono8/mono16/32SC1, in the sent integer type (uint8, uint16, int32),
+    without a copy."""
     if msg.encoding not in MASK_ENCODINGS:
         raise ValueError(f"mask encoding {msg.encoding!r} not in {MASK_ENCODINGS}")
-    return image_to_numpy(msg).astype(np.int32)
+    return image_to_numpy(msg)
 
 
 def color_to_rgb(msg) -> np.ndarray:

@@ -29,18 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from posediff_ros.ros.soak import REPO, _start, _stop, percentiles
+from posediff_ros.ros.soak import REPO, _start, _stop, cpu_seconds, percentiles
 
 STAGE_KEY = re.compile(r"^stage (.+) (p50|p99) \(ms\)$")  # the node's /diagnostics timers
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads), from /proc (Linux)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -202,7 +193,8 @@ def run_stream(context, args, objects: int, rate: float, variants: list[Variant]
     executor.add_node(listener.node)
     camera = _start("posediff_ros.ros.synthetic_camera",
                     [f"rate:={rate}", f"num_objects:={objects}", f"ring_size:={args.ring_size}",
-                     f"seed:={args.seed}"], ns, out / f"camera_{objects}obj_{rate:g}hz.log")
+                     f"seed:={args.seed}", f"width:={args.width}", f"height:={args.height}"],
+                    ns, out / f"camera_{objects}obj_{rate:g}hz.log")
     rows = []
     try:  # the camera renders its scenes first: that must be over before any clock starts
         if not _spin_until(executor, lambda: len(listener.scenes) >= args.ring_size
@@ -273,7 +265,8 @@ def markdown(res: dict) -> str:
     m = res["machine"]
     cfg = res["config"]
     lines = [f"Run {res['date_utc']} UTC, {res['seconds_total']} s, {m['cpu']} ({m['cores']} "
-             f"cores); load average at start {tuple(round(x, 2) for x in res['load_avg_start'])}"
+             f"cores); camera {cfg['width']}x{cfg['height']}; load average at start "
+             f"{tuple(round(x, 2) for x in res['load_avg_start'])}"
              f", at end {tuple(round(x, 2) for x in res['load_avg_end'])}. Model "
              f"`{Path(cfg['model']).name}`, backend {cfg['backend']}, {cfg['seconds']:g} s "
              f"measured per row after {cfg['warmup_s']:g} s warm-up; subscribers: "
@@ -353,6 +346,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--subscribe-all", action="store_true",
                     help="also subscribe to markers, /tf and debug/points (as RViz)")
     ap.add_argument("--ring-size", type=int, default=4)
+    ap.add_argument("--width", type=int, default=640)
+    ap.add_argument("--height", type=int, default=480)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--render-timeout-s", type=float, default=180.0)
     ap.add_argument("--out", default=f"runs/node_bench/{time.strftime('%Y%m%d_%H%M%S')}")

@@ -37,6 +37,16 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads), from /proc (Linux); nan when
+    gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentiles(values: list[float]) -> dict[str, float]:
     if not values:
         return {"p50": float("nan"), "p90": float("nan"), "p99": float("nan")}
@@ -49,6 +59,7 @@ class Sample:
     t_s: float
     node_rss_mb: float
     camera_rss_mb: float
+    node_cpu_pct: float  # CPU of the node process over the interval, % of one core
     outputs: int  # object_poses messages in this interval
     output_hz: float
     latency_p50_ms: float
@@ -160,6 +171,7 @@ def run(args) -> dict:
     next_sample = start + args.sample_s
     # the clock starts at the first output: model loading and rendering are not the soak
     first_output = None
+    last_cpu = last_t = 0.0  # node CPU seconds at the last sample, and when
     try:
         while True:
             executor.spin_once(timeout_sec=0.05)
@@ -172,6 +184,7 @@ def run(args) -> dict:
                     first_output = now
                     start, next_sample = now, now + args.sample_s
                     listener.latencies_ms.clear()
+                    last_cpu, last_t = cpu_seconds(node.pid), now
                 elif now - start > args.start_timeout_s:
                     print("no output from the node", file=sys.stderr)
                     break
@@ -180,9 +193,12 @@ def run(args) -> dict:
                 lat = listener.latencies_ms
                 pct = percentiles(lat)
                 d = listener.diag
+                cpu = cpu_seconds(node.pid)
                 samples.append(Sample(
                     t_s=round(now - start, 2), node_rss_mb=round(rss_mb(node.pid), 1),
-                    camera_rss_mb=round(rss_mb(camera.pid), 1), outputs=len(lat),
+                    camera_rss_mb=round(rss_mb(camera.pid), 1),
+                    node_cpu_pct=round(100 * (cpu - last_cpu) / max(now - last_t, 1e-9), 1),
+                    outputs=len(lat),
                     output_hz=round(len(lat) / args.sample_s, 2),
                     latency_p50_ms=round(pct["p50"], 1), latency_p90_ms=round(pct["p90"], 1),
                     latency_p99_ms=round(pct["p99"], 1),
@@ -193,6 +209,7 @@ def run(args) -> dict:
                     queued=_int(d, "queued messages"),
                     diag_level=listener.diag_level))
                 listener.latencies_ms = []
+                last_cpu, last_t = cpu, now
                 next_sample += args.sample_s
                 if args.verbose:
                     print(asdict(samples[-1]), flush=True)
@@ -235,6 +252,7 @@ def summarise(samples: list[Sample], latencies: list[tuple[float, float]],
         rss_start_mb=samples[0].node_rss_mb, rss_after_warmup_mb=warm.node_rss_mb,
         rss_end_mb=end.node_rss_mb, rss_max_mb=max(s.node_rss_mb for s in samples),
         rss_growth_after_warmup_pct=round(100 * (end.node_rss_mb / warm.node_rss_mb - 1), 2),
+        node_cpu_pct=round(float(np.mean([s.node_cpu_pct for s in after[1:] or after])), 1),
         warmup_s=warm.t_s, measured_s=round(end.t_s - warm.t_s, 1),
         camera_rate_hz=round(float(np.nanmean([s.depth_hz for s in after])), 2),
         output_rate_hz=round(sum(s.outputs for s in after[1:]) / max(end.t_s - warm.t_s, 1e-9),
@@ -266,7 +284,7 @@ def print_summary(s: dict) -> None:
     print(f"  camera {s['camera_rate_hz']} Hz in, {s['output_rate_hz']} Hz out; latency "
           f"p50 {lat['p50']} / p90 {lat['p90']} / p99 {lat['p99']} ms (stamp to arrival); "
           f"p50 first/last quarter {s['latency_p50_first_quarter_ms']} / "
-          f"{s['latency_p50_last_quarter_ms']} ms")
+          f"{s['latency_p50_last_quarter_ms']} ms; node CPU {s['node_cpu_pct']} % of one core")
     print(f"  frames processed {s['frames_processed']}, skipped while busy "
           f"{s['frames_skipped_while_busy']}, unsynced messages dropped "
           f"{s['unsynced_messages_dropped']}, max queued messages {s['max_queued_messages']}; "
@@ -294,6 +312,7 @@ def markdown(s: dict, samples_csv: Path, command: str) -> str:
         f"| RSS growth after warm-up | {s['rss_growth_after_warmup_pct']} % |",
         f"| camera rate (as the node counts it) | {s['camera_rate_hz']} Hz |",
         f"| output rate (object_poses) | {s['output_rate_hz']} Hz |",
+        f"| node CPU after warm-up (user + system, % of one core) | {s['node_cpu_pct']} % |",
         f"| latency p50 / p90 / p99 (stamp to arrival) | {lat['p50']} / {lat['p90']} / "
         f"{lat['p99']} ms |",
         f"| latency p50, first / last quarter | {s['latency_p50_first_quarter_ms']} / "
@@ -307,8 +326,9 @@ def markdown(s: dict, samples_csv: Path, command: str) -> str:
         f"{s['camera_exit_code']} |",
         f"| traceback in the node's log | {s['traceback_in_node_log']} |", "",
         "Per minute (the sample closest to each full minute):", "",
-        "| t (s) | node RSS (MB) | output (Hz) | latency p50 / p99 (ms) | skipped while busy "
-        "| unsynced dropped | queued | diagnostics |", "|---|---|---|---|---|---|---|---|",
+        "| t (s) | node RSS (MB) | node CPU (%) | output (Hz) | latency p50 / p99 (ms) | "
+        "skipped while busy | unsynced dropped | queued | diagnostics |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     marks, next_mark = [], 0.0
     for row in rows:
@@ -318,7 +338,8 @@ def markdown(s: dict, samples_csv: Path, command: str) -> str:
     if rows and marks[-1] is not rows[-1]:
         marks.append(rows[-1])
     for r in marks:
-        lines.append(f"| {r['t_s']} | {r['node_rss_mb']} | {r['output_hz']} | "
+        lines.append(f"| {r['t_s']} | {r['node_rss_mb']} | {r['node_cpu_pct']} | "
+                     f"{r['output_hz']} | "
                      f"{r['latency_p50_ms']} / {r['latency_p99_ms']} | {r['skipped_busy']} | "
                      f"{r['unsynced_dropped']} | {r['queued']} | {r['diag_level']} |")
     return "\n".join(lines) + "\n"

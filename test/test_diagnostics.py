@@ -120,3 +120,23 @@ def test_node_publishes_diagnostics(rclpy_context):
         proc.send_signal(2)
         out, _ = proc.communicate(timeout=15)
     assert proc.returncode == 0 and "Traceback" not in out, out
+
+
+def test_stage_times_percentiles_in_stage_order_and_bounded():
+    from posediff_ros.ros.diagnostics import Laps, StageTimes
+
+    times = StageTimes(window=100)
+    for i in range(1000):  # the last 100 frames: extraction 900..999 ms, model 1 ms
+        times.add({"extraction": float(i), "model": 1.0})
+    values = times.values()
+    assert list(values) == ["stage extraction p50 (ms)", "stage extraction p99 (ms)",
+                            "stage model p50 (ms)", "stage model p99 (ms)"]
+    assert values["stage extraction p50 (ms)"] == "949.50"  # median of 900..999
+    assert values["stage extraction p99 (ms)"] == "998.01"  # numpy's linear interpolation
+    assert values["stage model p99 (ms)"] == "1.00"
+    laps = Laps()
+    time.sleep(0.02)
+    laps.lap("a")
+    laps.lap("b")
+    laps.lap("a")
+    assert list(laps.ms) == ["a", "b"] and laps.ms["a"] >= 20.0 > laps.ms["b"]

@@ -27,7 +27,7 @@ import torch
 
 from ..data.cache import build_shard, load_cache
 from ..data.points import frame_objects
-from ..data.synthetic import make_scene, render_frame, sample_camera
+from ..data.synthetic import BACKGROUND, make_scene, render_frame, sample_camera
 from ..metrics import accuracy_table, object_errors
 from ..model.baseline import GenPoseBaseline
 from ..model.posenet import RANDOM, PoseNet, load_any
@@ -151,7 +151,7 @@ def frame_points(frame: RenderedFrame, b: int, num_points: int, rng: np.random.G
     extracts them: (b, P, 3) float32, (b,) class ids."""
     ids = [frame.ids[i % len(frame.ids)] for i in range(b)]
     found = frame_objects(frame.depth, frame.mask, frame.K, ids, num_points, rng,
-                          min_points=32)
+                          min_points=32, background=BACKGROUND)
     return found.points, np.array([frame.classes[int(i)] for i in ids], np.int64)
 
 

@@ -4,12 +4,16 @@ Health is ROS-free bookkeeping (bounded: fixed-size windows, a handful of counte
 node's callbacks feed; DiagnosticsPublisher turns it into one diagnostic_msgs/DiagnosticStatus
 on the standard absolute topic /diagnostics once per `period` seconds, OK / WARN / ERROR with
 the reasons in the message (no input, stale camera_info, slow inference, rejected frames).
+StageTimes keeps the node's own per-stage timers of its recent frames (p50 / p99 per stage
+on /diagnostics, so a user sees where the time goes on their machine).
 """
 
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+
+import numpy as np
 
 OK, WARN, ERROR = b"\x00", b"\x01", b"\x02"  # diagnostic_msgs/DiagnosticStatus levels
 LEVEL_NAMES = {OK: "OK", WARN: "WARN", ERROR: "ERROR"}
@@ -42,6 +46,46 @@ class RateWindow:
 
     def last(self) -> float | None:
         return self.times[-1] if self.times else None
+
+
+class Laps:
+    """Consecutive stages of one frame: lap(stage) ends the stage that ran since the last
+    lap (or since creation); a stage lapped twice adds up."""
+
+    def __init__(self):
+        self.ms: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.ms[stage] = self.ms.get(stage, 0.0) + 1e3 * (now - self._t)
+        self._t = now
+
+
+class StageTimes:
+    """Milliseconds per stage over the last `window` frames that had the stage; thread-safe
+    (the worker adds, the diagnostics timer reads), memory bounded."""
+
+    def __init__(self, window: int = 300):
+        self.window = window
+        self._ms: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, ms: dict[str, float]) -> None:
+        with self._lock:
+            for stage, value in ms.items():
+                self._ms.setdefault(stage, deque(maxlen=self.window)).append(value)
+
+    def values(self) -> dict[str, str]:
+        """{'stage <name> p50 (ms)': ..., 'stage <name> p99 (ms)': ...} in stage order."""
+        with self._lock:
+            stages = {k: np.array(v) for k, v in self._ms.items()}
+        out = {}
+        for stage, ms in stages.items():
+            p50, p99 = np.percentile(ms, [50, 99])
+            out[f"stage {stage} p50 (ms)"] = f"{p50:.2f}"
+            out[f"stage {stage} p99 (ms)"] = f"{p99:.2f}"
+        return out
 
 
 @dataclass

@@ -38,6 +38,20 @@ STAGE_KEY = re.compile(r"^stage (.+) (p50|p99) \(ms\)$")  # the node's /diagnost
 class Variant:
     name: str
     root: Path | None = None  # a checkout to run the node from; None = this package
+    params: list[str] = field(default_factory=list)  # node parameters on top of the common
+
+
+def variants(args) -> list[Variant]:
+    """This checkout's node, then --compare NAME=DIR (other checkouts), then --variant
+    NAME=param:=value,... (this checkout with other parameters)."""
+    out = [Variant(args.name)]
+    for item in args.compare:
+        name, root = item.split("=", 1)
+        out.append(Variant(name, Path(root).resolve()))
+    for item in args.variant:
+        name, params = item.split("=", 1)
+        out.append(Variant(name, None, params.split(",")))
+    return out
 
 
 @dataclass
@@ -168,7 +182,8 @@ def run_variant(executor, listener: Listener, variant: Variant, camera, cfg: Run
     """Start one node variant next to the running camera, measure it, stop it."""
     log = out / f"node_{variant.name}_{cfg.objects}obj_{cfg.rate:g}hz.log"
     env = {"PYTHONPATH": str(variant.root)} if variant.root else None  # that checkout's code
-    node = _start("posediff_ros.ros.node", _node_params(cfg), namespace, log, env=env,
+    node = _start("posediff_ros.ros.node", _node_params(cfg) + variant.params, namespace, log,
+                  env=env,
                   cwd=variant.root or REPO)
     listener.answers.clear()
     row = {"variant": variant.name}
@@ -219,9 +234,7 @@ def run(args) -> dict:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    variants = [Variant(args.name)] + [
-        Variant(name, Path(root).resolve()) for name, root in
-        (item.split("=", 1) for item in args.compare)]
+    nodes = variants(args)
     context = rclpy.Context()
     rclpy.init(context=context)
     rows: list[dict] = []
@@ -229,11 +242,11 @@ def run(args) -> dict:
     try:
         for objects in args.objects:
             for rate in args.rates:
-                rows += run_stream(context, args, objects, rate, variants, out)
+                rows += run_stream(context, args, objects, rate, nodes, out)
     finally:
         rclpy.try_shutdown(context=context)
-    return {"rows": rows, "variants": [v.name for v in variants],
-            "compare": {v.name: str(v.root) for v in variants if v.root},
+    return {"rows": rows, "variants": [v.name for v in nodes],
+            "compare": {v.name: str(v.root) if v.root else ",".join(v.params) for v in nodes[1:]},
             "machine": machine(), "load_avg_start": load_start, "load_avg_end": os.getloadavg(),
             "seconds_total": round(time.time() - started, 1),
             "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
@@ -292,22 +305,23 @@ def markdown(res: dict) -> str:
 
 
 def _ratio_lines(rows: list[dict], variants: list[str]) -> list[str]:
-    if len(variants) < 2:
-        return []
-    new, old = variants[0], variants[1]
-    by = {(r["variant"], r["objects"], r["rate_hz"]): r for r in rows if "error" not in r}
-    out = ["", f"{new} / {old} (same camera stream, measured back to back):", "",
-           "| objects | camera Hz | latency p50 | latency p99 | answered | node CPU |",
-           "|---|---|---|---|---|---|"]
-    for (name, objects, rate), r in by.items():
-        o = by.get((old, objects, rate))
-        if name != new or o is None or not r["answered"] or not o["answered"]:
-            continue
-        lr, lo = r["latency_ms"], o["latency_ms"]
-        out.append(f"| {objects} | {rate:g} | {lr['p50'] / lo['p50']:.2f} | "
-                   f"{lr['p99'] / lo['p99']:.2f} | {r['answered_pct']:.0f} % vs "
-                   f"{o['answered_pct']:.0f} % | "
-                   f"{r['node_cpu_pct'] / max(o['node_cpu_pct'], 1e-9):.2f} |")
+    """The first variant over each other one, per stream (< 1: the first is cheaper)."""
+    by = {(r["variant"], r["objects"], r["rate_hz"]): r for r in rows
+          if "error" not in r and r["answered"]}
+    out = []
+    for old in variants[1:]:
+        out += ["", f"{variants[0]} / {old} (same camera stream, measured back to back):", "",
+                "| objects | camera Hz | latency p50 | latency p99 | answered | node CPU |",
+                "|---|---|---|---|---|---|"]
+        for (name, objects, rate), r in by.items():
+            o = by.get((old, objects, rate))
+            if name != variants[0] or o is None:
+                continue
+            lr, lo = r["latency_ms"], o["latency_ms"]
+            out.append(f"| {objects} | {rate:g} | {lr['p50'] / lo['p50']:.2f} | "
+                       f"{lr['p99'] / lo['p99']:.2f} | {r['answered_pct']:.0f} % vs "
+                       f"{o['answered_pct']:.0f} % | "
+                       f"{r['node_cpu_pct'] / max(o['node_cpu_pct'], 1e-9):.2f} |")
     return out
 
 
@@ -343,6 +357,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--name", default="this", help="label of this checkout's node")
     ap.add_argument("--compare", action="append", default=[],
                     help="NAME=DIR: also run the node of the checkout DIR (repeatable)")
+    ap.add_argument("--variant", action="append", default=[],
+                    help="NAME=param:=value,...: also run this node with these parameters")
     ap.add_argument("--subscribe-all", action="store_true",
                     help="also subscribe to markers, /tf and debug/points (as RViz)")
     ap.add_argument("--ring-size", type=int, default=4)

@@ -288,14 +288,16 @@ def sample_points(points: np.ndarray, n: int, rng: np.random.Generator) -> np.nd
     return points[idx]
 
 
+OUTLIER_PROBE = 256  # points per object the outlier thresholds are estimated from
+
+
 def _medians(values: np.ndarray, count: np.ndarray) -> np.ndarray:
-    """Median of the `count` finite entries of each row of `values` (..., M), whose other
-    entries are +inf: one sort along the rows, so many objects cost one call."""
-    s = np.sort(values, axis=-1)
-    count = np.broadcast_to(np.asarray(count), s.shape[:-1])[..., None]
-    lo = np.take_along_axis(s, np.maximum(count - 1, 0) // 2, axis=-1)
-    hi = np.take_along_axis(s, np.minimum(count // 2, s.shape[-1] - 1), axis=-1)
-    return 0.5 * (lo + hi)[..., 0]
+    """Median of the first count[r] entries of each row r of `values` (R, M) once sorted,
+    the other entries being +inf: one sort for all rows."""
+    s = np.sort(values, axis=1)
+    r = np.arange(len(s))
+    return 0.5 * (s[r, np.maximum(count - 1, 0) // 2] + s[r, np.minimum(count // 2,
+                                                                         s.shape[1] - 1)])
 
 
 def grouped_outlier_mask(
@@ -305,28 +307,37 @@ def grouped_outlier_mask(
     min_depth_band: float = 0.03,
     radius_k: float = 3.0,
     min_radius: float = 0.03,
+    probe: int = OUTLIER_PROBE,
 ) -> np.ndarray:
     """Bool (N,) keep-mask of `trim_outliers` for many objects at once: `points` (N, 3) holds
-    them one after the other, counts[b] points each. The objects are laid out as rows of a
-    (B, max count) array padded with +inf, so every median is one sort for all of them."""
+    them one after the other, counts[b] points each. The medians come from at most `probe`
+    points per object spread evenly over its points (all of them for smaller objects), laid
+    out as rows of a (B, probe) array padded with +inf, so each median is one sort for all
+    objects; the thresholds then apply to every point."""
     p = np.asarray(points, dtype=np.float64)
     counts = np.asarray(counts, dtype=np.int64)
     if len(p) == 0:
         return np.zeros(0, dtype=bool)
+    B = len(counts)
     starts = np.cumsum(counts) - counts
-    j = np.arange(counts.max())
-    present = j < counts[:, None]  # (B, M): row b holds object b's points, then padding
-    rows = p[np.where(present, starts[:, None] + j, 0)]  # (B, M, 3)
-    z_med = _medians(np.where(present, rows[..., 2], np.inf), counts)
+    k = np.minimum(counts, probe)
+    j = np.arange(k.max())
+    present = j < k[:, None]
+    spread = starts[:, None] + j * counts[:, None] // np.maximum(k, 1)[:, None]
+    rows = p[np.where(present, spread, 0)]  # (B, M, 3)
+    z_med = _medians(np.where(present, rows[..., 2], np.inf), k)
     dev = np.where(present, np.abs(rows[..., 2] - z_med[:, None]), np.inf)
-    band = np.maximum(depth_k * 1.4826 * _medians(dev, counts), min_depth_band)
-    near = dev <= band[:, None]
+    band = np.maximum(depth_k * 1.4826 * _medians(dev, k), min_depth_band)
+    near = dev <= band[:, None]  # the probe points inside the depth band
     k_near = near.sum(axis=1)
-    centre = _medians(np.where(near[:, None, :], rows.transpose(0, 2, 1), np.inf),
-                      k_near[:, None])  # (B, 3) per-axis medians of the points kept so far
+    centre = _medians(np.where(near[:, None, :], rows.transpose(0, 2, 1), np.inf)
+                      .reshape(3 * B, -1), np.repeat(k_near, 3)).reshape(B, 3)
     d = np.linalg.norm(rows - centre[:, None, :], axis=-1)
     radius = np.maximum(radius_k * _medians(np.where(near, d, np.inf), k_near), min_radius)
-    return (near & (d <= radius[:, None]))[present]
+    group = np.repeat(np.arange(B), counts)
+    q = p - centre[group]
+    return ((np.abs(p[:, 2] - z_med[group]) <= band[group])
+            & (np.einsum("ij,ij->i", q, q) <= radius[group] ** 2))
 
 
 def outlier_mask(points: np.ndarray, **kwargs: float) -> np.ndarray:
@@ -345,7 +356,8 @@ def trim_outliers(points: np.ndarray, **kwargs: float) -> np.ndarray:
        |p - c| <= max(radius_k * median |p - c|, min_radius).
     Defaults depth_k = radius_k = 3, min_depth_band = min_radius = 3 cm keep the whole of a
     solid object (uniformly spread depth: the band reaches 1.1x its depth extent) while
-    cutting background points tens of cm behind it. Keyword arguments: see
-    `grouped_outlier_mask`.
+    cutting background points tens of cm behind it. The medians are taken over at most
+    OUTLIER_PROBE points spread evenly over the object (exactly for smaller objects); keyword
+    arguments: see `grouped_outlier_mask`.
     """
     return points[outlier_mask(points, **kwargs)]

@@ -19,14 +19,16 @@ CANDIDATES_PER_POINT = 4  # an object's trimming looks at <= 4 x n_points of its
 
 @dataclass
 class ObjectPixels:
-    """The pixels with valid depth of the objects of one frame, grouped by instance id."""
+    """The pixels of the objects of one frame, grouped by instance id (ascending), raster
+    order within an object, with their depth."""
 
-    index: np.ndarray  # flat pixel indices, grouped by id (ascending), raster order within
-    labels: np.ndarray  # the id of each
-    z: np.ndarray  # (N,) float64 depth in metres of each
+    index: np.ndarray  # flat pixel indices
+    z: np.ndarray  # float32 depth in metres at each
+    valid: np.ndarray  # positions in `index` of the pixels with valid depth, grouped the same
+    ids: np.ndarray  # the distinct ids found, ascending (also those without valid depth)
+    num_mask: np.ndarray  # pixels of each id
+    num_valid: np.ndarray  # pixels of each id with valid depth
     width: int  # image width (flat index -> column, row)
-    ids: np.ndarray  # every id found in the mask (also those without valid depth), ascending
-    num_mask: np.ndarray  # pixels of each id in the mask
     depth_range: tuple[float, float]
 
     @classmethod
@@ -43,36 +45,32 @@ class ObjectPixels:
         else:
             index = np.flatnonzero(np.isin(flat, np.asarray(ids, dtype=np.int64)))
         labels = flat[index]
-        found, num_mask = _count_ids(labels)
+        order = np.argsort(labels, kind="stable")  # radix sort for 8/16-bit ids
+        index, labels = index[order], labels[order]
+        starts = np.flatnonzero(np.r_[True, labels[1:] != labels[:-1]]) if len(labels) else (
+            np.zeros(0, dtype=np.int64))
         if depth_scale is None:
             depth_scale = 0.001 if np.issubdtype(depth.dtype, np.integer) else 1.0
-        # metres as geometry.depth_to_metres computes them (float32)
-        z = depth.ravel()[index].astype(np.float32) * np.float32(depth_scale)
+        z = depth.ravel()[index].astype(np.float32)  # metres as geometry.depth_to_metres
+        z *= np.float32(depth_scale)
         lo, hi = depth_range
-        valid = np.flatnonzero((z >= lo) & (z <= hi) & (z > 0))  # NaN compares false
-        order = valid[np.argsort(labels[valid], kind="stable")]  # radix sort for small ids
-        return cls(index[order], labels[order], z[order].astype(np.float64),
-                   int(np.shape(mask)[1]), found, num_mask, (lo, hi))
+        ok = (z >= lo) & (z <= hi) & (z > 0)  # NaN compares false
+        num_valid = (np.add.reduceat(ok, starts, dtype=np.int64) if len(starts)
+                     else np.zeros(0, dtype=np.int64))
+        return cls(index, z, np.flatnonzero(ok), labels[starts].astype(np.int64),
+                   np.diff(np.r_[starts, len(labels)]), num_valid, int(np.shape(mask)[1]),
+                   (lo, hi))
 
-    def segments(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(first position, number of valid pixels) of each id in the grouped arrays."""
-        starts = np.searchsorted(self.labels, ids, side="left")
-        return starts, np.searchsorted(self.labels, ids, side="right") - starts
-
-    def mask_count(self, ids: np.ndarray) -> list[int]:
-        """Pixels of each id in the mask, valid depth or not (0 for an id not there)."""
-        lookup = dict(zip(self.ids.tolist(), self.num_mask.tolist(), strict=True))
-        return [lookup.get(i, 0) for i in ids.tolist()]
-
-
-def _count_ids(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(distinct ids ascending, count of each): a counting pass for small non-negative ids."""
-    if labels.size and labels.dtype.kind in "ub" and labels.dtype.itemsize <= 2:
-        counts = np.bincount(labels)
-        ids = np.flatnonzero(counts)
-        return ids.astype(np.int64), counts[ids]
-    ids, counts = np.unique(labels, return_counts=True)
-    return ids.astype(np.int64), counts
+    def lookup(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per id: (first position in `valid`, valid pixels, mask pixels); zeros for an id
+        that is not in the mask."""
+        first = np.cumsum(self.num_valid) - self.num_valid
+        out = np.zeros((3, len(ids)), dtype=np.int64)
+        if len(self.ids):
+            at = np.minimum(np.searchsorted(self.ids, ids), len(self.ids) - 1)
+            found = self.ids[at] == ids
+            out[:, found] = np.stack([first, self.num_valid, self.num_mask])[:, at[found]]
+        return out[0], out[1], out[2]
 
 
 @dataclass
@@ -90,7 +88,7 @@ def _backproject(pixels: ObjectPixels, at: np.ndarray, K: np.ndarray) -> np.ndar
     """(N, 3) p = z K^-1 [u, v, 1] of the grouped pixels at positions `at` (u = column,
     v = row), elementwise (no BLAS call, so no math-library threads wake up)."""
     v, u = np.divmod(pixels.index[at], pixels.width)
-    z = pixels.z[at]
+    z = pixels.z[at].astype(np.float64)
     Ki = np.linalg.inv(np.asarray(K, dtype=np.float64))
     return np.stack([(Ki[r, 0] * u + Ki[r, 1] * v + Ki[r, 2]) * z for r in range(3)], axis=1)
 
@@ -115,22 +113,21 @@ def extract_objects(
     the object's size. The rule keeps at least a quarter of the points it sees (half inside
     the depth band, half of those inside the radius), so the subset always yields n."""
     ids = np.asarray(ids, dtype=np.int64)
-    starts, num_valid = pixels.segments(ids)
+    first, num_valid, num_mask = pixels.lookup(ids)
     cap = CANDIDATES_PER_POINT * max(n_points, min_points)
     seen = [s + (np.arange(n) if n <= cap else rng.choice(n, size=cap, replace=False))
-            for s, n in zip(starts.tolist(), num_valid.tolist(), strict=True)]
+            for s, n in zip(first.tolist(), num_valid.tolist(), strict=True)]
     counts = np.array([len(c) for c in seen], dtype=np.int64)
-    at = np.concatenate(seen) if seen else np.zeros(0, dtype=np.int64)
+    at = pixels.valid[np.concatenate(seen)] if seen else np.zeros(0, dtype=np.int64)
     xyz = _backproject(pixels, at, K)
     keep = grouped_outlier_mask(xyz, counts) if trim else np.ones(len(at), dtype=bool)
     group = np.repeat(np.arange(len(ids)), counts)
     num_kept = np.bincount(group[keep], minlength=len(ids))
     kept = np.flatnonzero(keep)
     first = np.cumsum(num_kept) - num_kept
-    num_mask = pixels.mask_count(ids)
     rows, kept_ids, dropped = [], [], {}
     for b, inst in enumerate(ids.tolist()):
-        why = _too_few(num_mask[b], int(num_valid[b]), int(num_kept[b]),
+        why = _too_few(int(num_mask[b]), int(num_valid[b]), int(num_kept[b]),
                        pixels.depth_range, min_points)
         if why:
             dropped[inst] = why

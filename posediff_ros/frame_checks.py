@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from posediff_ros.pipeline import check_frame, instance_ids
+from posediff_ros.pipeline import check_frame
 from posediff_ros.validation import check_depth_range
 
 
@@ -27,8 +27,9 @@ def frame_problems(depth: np.ndarray, mask: np.ndarray, K: np.ndarray | None, *,
                    stale_after_s: float) -> list[Problem]:
     """[] for a good frame; [one skipping problem]; or warnings the frame is processed with.
 
-    depth: (H, W) metres; mask: (H, W) instance ids; K and camera_size (width, height) from
-    the camera_info in use (None: none received yet); camera_info_age_s: since it arrived."""
+    depth: (H, W) float metres or uint16 millimetres; mask: (H, W) instance ids; K and
+    camera_size (width, height) from the camera_info in use (None: none received yet);
+    camera_info_age_s: since it arrived."""
     if K is not None and camera_size is not None and camera_size != depth.shape[::-1]:
         (w, h), (dw, dh) = camera_size, depth.shape[::-1]
         return [Problem("camera_info", f"camera_info is {w}x{h} but depth is {dw}x{dh}")]
@@ -39,7 +40,7 @@ def frame_problems(depth: np.ndarray, mask: np.ndarray, K: np.ndarray | None, *,
     if camera_info_age_s > stale_after_s:
         warnings.append(Problem("stale_info", f"camera_info is stale ({camera_info_age_s:.0f} s "
                                 "old): using the last one", skip=False))
-    if not instance_ids(mask, background):
+    if not (mask != background).any():  # one pass; extraction finds the ids itself
         warnings.append(Problem("empty", "mask has no objects (all pixels = background "
                                 f"{background})", skip=False, period_s=30.0))
     return warnings

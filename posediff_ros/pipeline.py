@@ -55,7 +55,7 @@ class FrameResult:
 
 
 def check_frame(depth: np.ndarray, mask: np.ndarray, K: np.ndarray | None) -> str | None:
-    """Why a frame cannot be processed at all, or None. depth in metres (float)."""
+    """Why a frame cannot be processed at all, or None. depth: float metres or uint16 mm."""
     if K is None:
         return "no camera_info received yet"
     if depth.ndim != 2 or mask.ndim != 2:
@@ -64,7 +64,7 @@ def check_frame(depth: np.ndarray, mask: np.ndarray, K: np.ndarray | None) -> st
         return f"size mismatch: depth {depth.shape[::-1]} vs mask {mask.shape[::-1]} (w, h)"
     if not np.isfinite(K).all() or K[0, 0] <= 0 or K[1, 1] <= 0:
         return "camera_info intrinsics are invalid"
-    valid = np.isfinite(depth) & (depth > 0)
+    valid = depth if depth.dtype.kind in "ui" else np.isfinite(depth) & (depth > 0)
     if not valid.any():
         return "depth image has no valid pixels (all zero or NaN)"
     return None

@@ -8,10 +8,15 @@ import numpy as np
 
 
 def check_depth_range(depth: np.ndarray, depth_range: tuple[float, float]) -> str | None:
-    """Why no pixel of a (finite, metres) depth image lies inside `depth_range`, or None."""
+    """Why no pixel of a depth image (float metres, or integer millimetres as
+    geometry.depth_to_metres) lies inside `depth_range` (metres), or None. One pass when
+    some pixel does (the usual case); the message's figures only when none does."""
+    scale = 0.001 if depth.dtype.kind in "ui" else 1.0
     lo, hi = depth_range
-    valid = depth[np.isfinite(depth) & (depth > 0)]
-    if valid.size == 0 or ((valid >= lo) & (valid <= hi)).any():
+    if ((depth >= lo / scale) & (depth <= hi / scale)).any():
+        return None
+    valid = depth[np.isfinite(depth) & (depth > 0)] * scale
+    if valid.size == 0:
         return None  # an all-invalid image is check_frame's message
     return (f"depth out of range: no pixel within {lo:g}-{hi:g} m (nearest {valid.min():.3g} m, "
             f"farthest {valid.max():.3g} m; wrong units or depth_min/depth_max?)")

@@ -28,8 +28,12 @@ def test_node_bench_measures_both_variants(tmp_path, capsys):
         assert 0 < r["answered"] <= r["sent"] and r["sent"] >= 20  # ~60 sent in 3 s
         assert 0 < r["latency_ms"]["p50"] <= r["latency_ms"]["p90"] <= r["latency_ms"]["p99"]
         assert r["objects_per_frame"] > 0 and r["node_cpu_pct"] > 0
+        stages = r["stages_ms"]  # the node's own timers, read from its /diagnostics
+        assert {"conversion", "extraction", "model", "poses", "stamp to poses"} <= set(stages)
+        assert all(0 <= s["p50"] <= s["p99"] for s in stages.values())
     md = out_md.read_text()
     assert "| objects | camera Hz | node |" in md and "this / copy" in md
+    assert "The node's own timers" in md and "| extraction |" in md.replace(" p50", "")
     assert md in printed
 
 

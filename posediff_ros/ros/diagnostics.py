@@ -52,13 +52,16 @@ class Laps:
     """Consecutive stages of one frame: lap(stage) ends the stage that ran since the last
     lap (or since creation); a stage lapped twice adds up."""
 
-    def __init__(self):
-        self.ms: dict[str, float] = {}
+    def __init__(self, before: dict[str, float] | None = None):
+        self.ms: dict[str, float] = dict(before or {})  # stages timed elsewhere come first
         self._t = time.perf_counter()
 
-    def lap(self, stage: str) -> None:
+    def lap(self, stage: str, parts: dict[str, float] | None = None) -> None:
+        """End `stage`; with `parts` ({name: ms}, timed inside the stage), report those
+        instead of the stage as a whole."""
         now = time.perf_counter()
-        self.ms[stage] = self.ms.get(stage, 0.0) + 1e3 * (now - self._t)
+        for name, ms in (parts or {stage: 1e3 * (now - self._t)}).items():
+            self.ms[name] = self.ms.get(name, 0.0) + ms
         self._t = now
 
 
@@ -193,7 +196,10 @@ class DiagnosticsPublisher:
                    "queued messages": sum(len(q) for q in node.sync.queues.values())}
         backend = node.pipeline.backend
         extra = {"backend": getattr(backend, "name", type(backend).__name__),
-                 "model": node.params.model_path or "bundled default"}
+                 "model": node.params.model_path or "bundled default",
+                 # outputs are built only for subscribers: what went out, per output
+                 **{f"published {k}": str(v) for k, v in node.published.items()},
+                 **node.stage_times.values()}
         return self.health.status(list(node.sync.topics), dropped, extra)
 
     def publish(self) -> None:

@@ -55,13 +55,14 @@ from posediff_ros.pipeline import (
     object_names,
 )
 from posediff_ros.ros import convert, messages
-from posediff_ros.ros.diagnostics import DiagnosticsPublisher, Health
+from posediff_ros.ros.diagnostics import DiagnosticsPublisher, Health, Laps, StageTimes
 from posediff_ros.ros.log_bridge import forward_core_logs
 from posediff_ros.ros.overlay import draw_overlay
 from posediff_ros.ros.params import SAMPLER_PARAMS, NodeParams, parse_class
 from posediff_ros.ros.run import run_node
 from posediff_ros.runtime.base import SamplerSettings
 from posediff_ros.sync import ApproxTimeSync, LatestSlot
+from posediff_ros.threads import limit_threads
 from posediff_ros.transforms import TransformUnavailable, transform_object
 from posediff_ros.validation import StampOrder
 
@@ -86,9 +87,11 @@ PARAMETERS = {
                                  "empty = the bundled default model")),
     "backend": ("torch", _describe("inference backend: torch | onnxruntime | tensorrt")),
     "device": ("cpu", _describe("torch device (cpu, cuda, cuda:0)")),
-    "threads": (1, _describe("torch intra-op CPU threads; 0 = torch's default (all cores). "
-                             "1 is fastest on a busy CPU: small batches gain little from more, "
-                             "and oversubscribed threads cost 10-50x", int_range=(0, 256))),
+    "threads": (1, _describe("threads of every math library in the node (torch, onnxruntime, "
+                             "OpenBLAS/OpenMP); 0 = the libraries' defaults (all cores). 1 is "
+                             "fastest on a busy CPU: small batches gain little from more, idle "
+                             "BLAS threads spin, oversubscribed ones cost 10-50x",
+                             int_range=(0, 256))),
     # sampler: 0 / "" / negative = the value stored with the model (what it was tuned with)
     "steps": (0, _describe("sampler steps (PF-ODE); 0 = the model's", False,
                            int_range=(0, 1000))),
@@ -159,6 +162,10 @@ class PoseNode(LifecycleNode):
             self.declare_parameter(name, default, descriptor)
         self._last_log: dict[str, float] = {}
         self.health = Health()  # fed by the callbacks, published on /diagnostics
+        self.stage_times = StageTimes()  # the worker's per-stage timers, on /diagnostics too
+        self.published = dict.fromkeys(("object_poses", "tf", "markers", "debug/points",
+                                        "overlay"), 0)  # messages sent per output
+        self._arrivals: dict[int, int] = {}  # stamp -> arrival (ROS clock ns) of its first input
         # the core's log records (backend fallback, graph export) go to this node's logger
         self._log_bridge = forward_core_logs(self.get_logger())
         self.pipeline: Pipeline | None = None  # configured
@@ -332,12 +339,10 @@ class PoseNode(LifecycleNode):
     def _load_pipeline(self, p: NodeParams) -> Pipeline:
         from posediff_ros.runtime import DEFAULT_MODEL, load_backend
 
-        if p.threads and p.backend == "torch":
-            import torch
-
-            torch.set_num_threads(p.threads)
         path = p.model_path or str(DEFAULT_MODEL)
-        backend = load_backend(p.backend, path, device=p.device)
+        backend = load_backend(p.backend, path, device=p.device, threads=p.threads)
+        # after loading, so that the libraries the backend brought are bounded too
+        self.get_logger().info(f"threads: {limit_threads(p.threads or 0) or 'library defaults'}")
         # backends start with the sampler settings stored with the model
         self.model_sampler: SamplerSettings = backend.settings
         backend.configure(self._sampler_settings(p))
@@ -409,6 +414,7 @@ class PoseNode(LifecycleNode):
     def _on_sync(self, topic: str, msg) -> None:
         self.health.input(topic)
         stamp_ns = convert.stamp_to_ns(msg.header.stamp)
+        self._note_arrival(stamp_ns)
         problem, reset = self.stamp_order.check(topic, stamp_ns)
         if problem:
             return self._warn(f"stamp:{topic}", problem)
@@ -422,7 +428,15 @@ class PoseNode(LifecycleNode):
                        f"without a partner: one of {self.sync.topics} lost (best-effort "
                        f"transport) or stamps further apart than slop {self.params.slop} s")
         if frame is not None:
+            frame["_paired_ns"] = self.get_clock().now().nanoseconds
             self.slot.put(frame)
+
+    def _note_arrival(self, stamp_ns: int) -> None:
+        """When the first input of a stamp arrived (for the pairing wait); bounded."""
+        if stamp_ns not in self._arrivals:
+            if len(self._arrivals) >= 64:
+                self._arrivals.pop(next(iter(self._arrivals)))
+            self._arrivals[stamp_ns] = self.get_clock().now().nanoseconds
 
     # --- worker ---------------------------------------------------------------------------
 
@@ -451,11 +465,21 @@ class PoseNode(LifecycleNode):
                 self._warn("detections", f"detection id {det.id!r} ignored: {err}")
         return classes
 
+    def _input_laps(self, frame: dict) -> Laps:
+        """The frame's stages before the worker: receive (its stamp to the arrival of its
+        first input), pairing wait (to the arrival of the last), queue (until the worker took
+        it; includes waiting for the frame before)."""
+        stamp, paired = frame["_stamp_ns"], frame["_paired_ns"]
+        first = min(self._arrivals.get(stamp, paired), paired)
+        return Laps({"receive": (first - stamp) / 1e6, "pairing wait": (paired - first) / 1e6,
+                     "queue": (self.get_clock().now().nanoseconds - paired) / 1e6})
+
     def _process(self, frame: dict) -> None:
         p = self.params
+        laps = self._input_laps(frame)
         depth_msg, mask_msg = frame["depth"], frame["mask"]
         try:
-            depth = convert.depth_to_metres(depth_msg)
+            depth = convert.depth_image(depth_msg)  # uint16 mm or float32 m, not copied
         except ValueError as err:
             return self._warn("depth", f"depth image rejected: {err}")
         try:
@@ -475,6 +499,7 @@ class PoseNode(LifecycleNode):
                 K = convert.camera_info_to_k(info)
             except ValueError as err:
                 return self._warn("camera_info", f"camera_info rejected: {err}")
+        laps.lap("conversion")
         problems = frame_problems(
             depth, mask, K, camera_size=None if info is None else (info.width, info.height),
             depth_range=p.depth_range, background=background,
@@ -484,15 +509,20 @@ class PoseNode(LifecycleNode):
             self._warn(problem.kind, problem.text, period=problem.period_s)
         if any(problem.skip for problem in problems):
             return
+        laps.lap("checks")
         result = self.pipeline.process(depth, mask, K, classes, background)
-        self.health.inference(result.timings_ms.get("inference", 0.0))
+        t = result.timings_ms
+        laps.lap("pipeline", {"extraction": t.get("points", 0.0),
+                              "model": t.get("inference", 0.0)})
+        self.health.inference(t.get("inference", 0.0))
         for inst, why in result.skipped:
             self._warn(f"object:{why[:20]}", f"object {inst} skipped: {why}")
-        self._publish(frame, depth_msg, K, result)
+        self._publish(frame, depth_msg, K, result, laps)
 
     # --- outputs --------------------------------------------------------------------------
 
-    def _publish(self, frame: dict, depth_msg: Image, K, result) -> None:
+    def _publish(self, frame: dict, depth_msg: Image, K, result, laps: Laps) -> None:
+        """Every output is built only when enabled and someone subscribes to it."""
         header = Header(stamp=depth_msg.header.stamp,
                         frame_id=self.params.camera_frame or depth_msg.header.frame_id)
         objects = camera_objects = result.objects
@@ -503,24 +533,49 @@ class PoseNode(LifecycleNode):
             if moved is None:
                 return
             header, objects = moved
-        self.poses_pub.publish(messages.detections_msg(header, objects))
-        if self.params.publish_tf and objects:
-            tfs = messages.transforms(header, objects, names)
-            if self.tf_broadcaster is not None:
-                self.tf_broadcaster.sendTransform(tfs)
-            else:
-                self.tf_pub.publish(self._tf_message(transforms=tfs))
+            laps.lap("target frame")
+        if self.poses_pub.get_subscription_count():
+            self.poses_pub.publish(messages.detections_msg(header, objects))
+            self.published["object_poses"] += 1
+        laps.lap("poses")
+        stamp_ns = frame["_stamp_ns"]
+        laps.ms["stamp to poses"] = (self.get_clock().now().nanoseconds - stamp_ns) / 1e6
+        if self.params.publish_tf:
+            if objects and self._tf_subscribed():
+                tfs = messages.transforms(header, objects, names)
+                if self.tf_broadcaster is not None:
+                    self.tf_broadcaster.sendTransform(tfs)
+                else:
+                    self.tf_pub.publish(self._tf_message(transforms=tfs))
+                self.published["tf"] += 1
+            laps.lap("tf")
         if self.params.publish_markers:
-            self.markers_pub.publish(self.markers.update(header, objects, names))
-        if self.params.publish_debug and objects:
-            import numpy as np
-
-            points = np.concatenate([o.points for o in objects])
-            labels = np.repeat([o.instance_id for o in objects], [len(o.points) for o in objects])
-            self.cloud_pub.publish(convert.points_to_cloud(points, labels, header=header))
+            if self.markers_pub.get_subscription_count():
+                self.markers_pub.publish(self.markers.update(header, objects, names))
+                self.published["markers"] += 1
+            laps.lap("markers")
+        if self.params.publish_debug:
+            if objects and self.cloud_pub.get_subscription_count():
+                self._publish_cloud(header, objects)
+                self.published["debug/points"] += 1
+            laps.lap("debug")
         if self.params.publish_overlay:  # drawn in the image: camera-frame poses
-            self._publish_overlay(camera_header, frame["_stamp_ns"], K, camera_objects, names)
-        self._count(frame["_stamp_ns"], len(objects))
+            if self.overlay_pub.get_subscription_count():
+                self._publish_overlay(camera_header, stamp_ns, K, camera_objects, names)
+            laps.lap("overlay")
+        self.stage_times.add(laps.ms)
+        self._count(stamp_ns, len(objects))
+
+    def _tf_subscribed(self) -> bool:
+        pub = self.tf_broadcaster.pub_tf if self.tf_broadcaster is not None else self.tf_pub
+        return pub.get_subscription_count() > 0
+
+    def _publish_cloud(self, header: Header, objects) -> None:
+        import numpy as np
+
+        points = np.concatenate([o.points for o in objects])
+        labels = np.repeat([o.instance_id for o in objects], [len(o.points) for o in objects])
+        self.cloud_pub.publish(convert.points_to_cloud(points, labels, header=header))
 
     def _to_target_frame(self, header: Header, objects, stamp_ns: int):
         """(header, objects) in target_frame, with the transform at the input stamp; None
@@ -549,6 +604,7 @@ class PoseNode(LifecycleNode):
             return self._warn("color", f"colour image rejected: {err}")
         image = draw_overlay(rgb, K, objects, names)
         self.overlay_pub.publish(convert.numpy_to_image(image, "rgb8", header=header))
+        self.published["overlay"] += 1
 
     def _count(self, stamp_ns: int, num_objects: int) -> None:
         s = self.stats

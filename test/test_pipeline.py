@@ -149,15 +149,18 @@ def test_object_names_count_per_class():
     assert object_names(objs, "cam/") == ["cam/mug_1", "cam/mug_0", "cam/bottle_0"]
 
 
-def test_cropped_extraction_equals_the_full_image_one(scene):
+def test_node_extraction_equals_the_evaluators(scene):
+    """The node's path (background given, uint16 millimetres as sent, classes filtered) gives
+    the same points as posediff-eval's (id list, float metres), same random stream."""
     from posediff_ros.data.points import frame_objects
 
     frame, depth, mask, classes = scene
     backend = load_backend("torch", "random")
-    cropped, _ = Pipeline(backend, PipelineConfig(seed=7, min_points=30)).extract(
-        depth, mask, frame.K, classes)
-    full = frame_objects(depth, mask, frame.K, [i for i, _, _ in cropped], backend.num_points,
+    depth_mm = frame.depth  # uint16 millimetres, as the camera sends it
+    found, _ = Pipeline(backend, PipelineConfig(seed=7, min_points=30)).extract(
+        depth_mm, mask.astype(np.uint8), frame.K, classes)
+    full = frame_objects(depth, mask, frame.K, [i for i, _, _ in found], backend.num_points,
                          np.random.default_rng(7), depth_range=PipelineConfig().depth_range,
                          min_points=30)
-    assert [i for i, _, _ in cropped] == list(full.ids)
-    np.testing.assert_allclose(np.stack([p for _, _, p in cropped]), full.points, atol=1e-6)
+    assert [i for i, _, _ in found] == list(full.ids) and len(found) >= 2
+    np.testing.assert_allclose(np.stack([p for _, _, p in found]), full.points, atol=1e-6)

@@ -16,6 +16,15 @@ def test_depth_range_names_the_problem():
     assert check_depth_range(np.zeros((4, 4), np.float32), (0.1, 5.0)) is None  # check_frame's
 
 
+def test_depth_range_of_millimetre_images_as_sent():
+    """uint16 depth is millimetres (as the node now reads it, without converting)."""
+    depth = np.full((4, 4), 6000, np.uint16)  # 6 m
+    assert "nearest 6 m, farthest 6 m" in check_depth_range(depth, (0.1, 5.0))
+    depth[1, 1] = 800
+    assert check_depth_range(depth, (0.1, 5.0)) is None
+    assert check_depth_range(np.zeros((4, 4), np.uint16), (0.1, 5.0)) is None
+
+
 def test_limit_objects_keeps_the_first_ids():
     assert limit_objects([1, 2, 3, 4], 2) == ([1, 2], [3, 4])
     assert limit_objects([1, 2], 0) == ([1, 2], [])

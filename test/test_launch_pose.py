@@ -89,7 +89,7 @@ class TestRemappedTopics(unittest.TestCase):
         self.assertEqual(namespaces(), ["/robot"])
         self.assertEqual(c.count_publishers("/robot/object_poses"), 0)
         self.assertEqual(c.count_publishers(REMAPS["object_poses"]), 1)
-        proc_output.assertWaitFor("ready: backend torch", timeout=10, stream="stderr")
+        proc_output.assertWaitFor("ready: backend onnxruntime", timeout=10, stream="stderr")
 
 
 @launch_testing.post_shutdown_test()

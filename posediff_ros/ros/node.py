@@ -85,7 +85,9 @@ def _describe(text: str, read_only: bool = True, **ranges) -> ParameterDescripto
 PARAMETERS = {
     "model_path": ("", _describe("model JSON (+ .safetensors beside it), .onnx, or 'random'; "
                                  "empty = the bundled default model")),
-    "backend": ("torch", _describe("inference backend: torch | onnxruntime | tensorrt")),
+    "backend": ("onnxruntime", _describe(
+        "inference backend: onnxruntime (default: the fastest on a CPU at equal accuracy, "
+        "docs/BENCHMARKS.md) | torch | torch-fused | tensorrt")),
     "device": ("cpu", _describe("torch device (cpu, cuda, cuda:0)")),
     "threads": (1, _describe("threads of every math library in the node (torch, onnxruntime, "
                              "OpenBLAS/OpenMP); 0 = the libraries' defaults (all cores). 1 is "

@@ -128,7 +128,7 @@ class RunConfig:
     seconds: float
     warmup_s: float
     model: str
-    backend: str
+    backend: str | None
     params: list[str]
 
 
@@ -173,8 +173,8 @@ def measure(executor, listener: Listener, node_pid: int, camera_pid: int,
 
 
 def _node_params(cfg: RunConfig) -> list[str]:
-    return [f"model_path:={cfg.model}", f"backend:={cfg.backend}", "log_period:=0.0",
-            *cfg.params]
+    backend = [f"backend:={cfg.backend}"] if cfg.backend else []  # else each node's default
+    return [f"model_path:={cfg.model}", *backend, "log_period:=0.0", *cfg.params]
 
 
 def run_variant(executor, listener: Listener, variant: Variant, camera, cfg: RunConfig,
@@ -281,7 +281,8 @@ def markdown(res: dict) -> str:
              f"cores); camera {cfg['width']}x{cfg['height']}; load average at start "
              f"{tuple(round(x, 2) for x in res['load_avg_start'])}"
              f", at end {tuple(round(x, 2) for x in res['load_avg_end'])}. Model "
-             f"`{Path(cfg['model']).name}`, backend {cfg['backend']}, {cfg['seconds']:g} s "
+             f"`{Path(cfg['model']).name}`, backend "
+             f"{cfg['backend'] or 'each node’s default'}, {cfg['seconds']:g} s "
              f"measured per row after {cfg['warmup_s']:g} s warm-up; subscribers: "
              + ("object_poses, markers, /tf, debug/points" if cfg["subscribe_all"]
                 else "object_poses only") + "."
@@ -351,7 +352,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--seconds", type=float, default=15.0, help="measured per row")
     ap.add_argument("--warmup-s", type=float, default=3.0)
     ap.add_argument("--model", default=str(DEFAULT_MODEL))
-    ap.add_argument("--backend", default="torch")
+    ap.add_argument("--backend", default=None,
+                    help="for every node (default: each node's own default backend)")
     ap.add_argument("--param", action="append", default=[],
                     help="extra node parameter NAME:=VALUE (repeatable)")
     ap.add_argument("--name", default="this", help="label of this checkout's node")

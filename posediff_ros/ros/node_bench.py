@@ -277,12 +277,12 @@ def markdown(res: dict) -> str:
     rows = res["rows"]
     m = res["machine"]
     cfg = res["config"]
+    backend = cfg["backend"] or "each node's default"
     lines = [f"Run {res['date_utc']} UTC, {res['seconds_total']} s, {m['cpu']} ({m['cores']} "
              f"cores); camera {cfg['width']}x{cfg['height']}; load average at start "
              f"{tuple(round(x, 2) for x in res['load_avg_start'])}"
              f", at end {tuple(round(x, 2) for x in res['load_avg_end'])}. Model "
-             f"`{Path(cfg['model']).name}`, backend "
-             f"{cfg['backend'] or 'each node’s default'}, {cfg['seconds']:g} s "
+             f"`{Path(cfg['model']).name}`, backend {backend}, {cfg['seconds']:g} s "
              f"measured per row after {cfg['warmup_s']:g} s warm-up; subscribers: "
              + ("object_poses, markers, /tf, debug/points" if cfg["subscribe_all"]
                 else "object_poses only") + "."

@@ -14,7 +14,9 @@ from conftest import start_ros_module, stop
 
 pytestmark = pytest.mark.ros
 
-SLOW = ("steps:=500",)  # ~1-2 s per frame of 3 objects on one core; one sample
+# ~1-2 s per frame of 3 objects on one core; one sample. torch: its cost grows with the steps
+# (onnxruntime, the default, would first export a 500-step graph)
+SLOW = ("steps:=500", "backend:=torch")
 
 
 def _has_cuda() -> bool:

@@ -182,14 +182,14 @@ def run_variant(executor, listener: Listener, variant: Variant, camera, cfg: Run
     """Start one node variant next to the running camera, measure it, stop it."""
     log = out / f"node_{variant.name}_{cfg.objects}obj_{cfg.rate:g}hz.log"
     env = {"PYTHONPATH": str(variant.root)} if variant.root else None  # that checkout's code
+    started_ns = listener._now_ns()  # answers to later stamps come from this node only
     node = _start("posediff_ros.ros.node", _node_params(cfg) + variant.params, namespace, log,
                   env=env,
                   cwd=variant.root or REPO)
-    listener.answers.clear()
     row = {"variant": variant.name}
     try:
-        if not _spin_until(executor, lambda: bool(listener.answers) or node.poll() is not None,
-                           120.0) or node.poll() is not None:
+        if not _spin_until(executor, lambda: max(listener.answers, default=0) > started_ns
+                           or node.poll() is not None, 120.0) or node.poll() is not None:
             return {**row, "error": f"no output from the node (log: {log})"}
         row.update(measure(executor, listener, node.pid, camera.pid, cfg))
     finally:
@@ -236,7 +236,8 @@ def run(args) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     nodes = variants(args)
     context = rclpy.Context()
-    rclpy.init(context=context)
+    # Ctrl-C raises KeyboardInterrupt here, so the finally blocks stop the processes started
+    rclpy.init(context=context, signal_handler_options=rclpy.signals.SignalHandlerOptions.NO)
     rows: list[dict] = []
     started, load_start = time.time(), os.getloadavg()
     try:

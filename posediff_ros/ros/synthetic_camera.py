@@ -44,15 +44,23 @@ PARAMETERS = {
 
 def render_ring(count: int, seed: int, num_objects: int, width: int, height: int, out: list,
                 stop: threading.Event) -> None:
-    """Render scenes into `out` one by one (a list shared with the publisher)."""
-    from posediff_ros.data.synthetic import render_scene
+    """Render scenes into `out` one by one (a list shared with the publisher). More than six
+    objects get a table area and a camera distance grown with their number, so they fit."""
+    from posediff_ros.data.synthetic import make_scene, render_frame, render_scene, sample_camera
 
     rng = np.random.default_rng(seed)
     for _ in range(count):
         if stop.is_set():
             return
-        out.append(render_scene(rng, width=width, height=height,
-                                num_objects=num_objects or None))
+        if num_objects <= 6:
+            out.append(render_scene(rng, width=width, height=height,
+                                    num_objects=num_objects or None))
+            continue
+        grow = np.sqrt(num_objects / 6.0)
+        scene = make_scene(rng, num_objects, spread=0.3 * grow)
+        camera = sample_camera(rng, width=width, height=height,
+                               distance=(0.7 * grow, 1.0 * grow), elevation_deg=(45, 65))
+        out.append(render_frame(scene, camera, rng))
 
 
 def camera_info(K: np.ndarray, width: int, height: int, header: Header) -> CameraInfo:

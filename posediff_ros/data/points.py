@@ -110,8 +110,9 @@ def extract_objects(
     Only a uniform random subset of at most 4 x max(n_points, min_points) valid pixels of an
     object is back-projected and trimmed (all of them for smaller objects): the n points are
     then a uniform sample of the trimmed object as before, at a cost that does not grow with
-    the object's size. The rule keeps at least a quarter of the points it sees (half inside
-    the depth band, half of those inside the radius), so the subset always yields n."""
+    the object's size. The rule keeps at least a quarter of the points its medians are taken
+    over (half inside the depth band, half of those inside the radius), so the subset yields
+    n distinct points (completed with repeats, as for small objects, if it ever does not)."""
     ids = np.asarray(ids, dtype=np.int64)
     first, num_valid, num_mask = pixels.lookup(ids)
     cap = CANDIDATES_PER_POINT * max(n_points, min_points)

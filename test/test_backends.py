@@ -144,6 +144,17 @@ def assert_within(name: str, got, want, tol: float) -> None:
     assert err <= tol, f"{name}: max |difference| {err:.2e} > tolerance {tol:.2e}"
 
 
+def reference_score(raw: dict, out) -> np.ndarray:
+    """The agreement score by its definition (numpy, float64) from the graph's regression
+    pose and the backend's pose: exp(-angle of the y axes / 20 deg) exp(-|dt| / (0.5 s))."""
+    a = out.rotation[:, :, 1].astype(np.float64)
+    b = raw["reg_rotation"][:, :, 1].astype(np.float64)
+    # atan2, not arccos: arccos of a rounded cosine near 1 is off by ~sqrt(rounding)
+    angle = np.arctan2(np.linalg.norm(np.cross(a, b), axis=-1), (a * b).sum(-1))
+    dt = np.linalg.norm(out.translation.astype(np.float64) - raw["reg_translation"], axis=-1)
+    return np.exp(-np.degrees(angle) / 20.0) * np.exp(-dt / raw["point_scale"] / 0.5)
+
+
 def assert_covariance_of_samples(cov, rot, trans) -> None:
     """A backend's covariance is the float64 covariance (reference.pose_covariance) of its
     own samples. The samples are float32 rotations, orthonormal to e = max|R^T R - I|; the
@@ -187,6 +198,8 @@ def test_backend_matches_torch(model_json, name, options, settings):
     assert_within("translation", out.translation, want.translation, tol.translation)
     assert_within("size", out.size, want.size, tol.size)
     assert_within("score", out.score, want.score, cond * tol.score)
+    assert_within("score by its definition", out.score, reference_score(raw[-1], out),
+                  cond * tol.score)
     assert (out.covariance is None) == (settings.num_samples == 1)
     if settings.num_samples == 1:
         assert out.samples_rotation is None and want.samples_rotation is None

@@ -110,10 +110,15 @@ def test_node_publishes_detections_tf_markers_for_camera_frames(running):
 def test_outputs_keep_the_input_stamp_and_latency_is_bounded(running):
     pipe, _ = running
     c = pipe.collector
-    assert set(c.poses) <= set(c.truth) | set(c.poses)  # every stamp is a camera stamp
-    assert set(c.matched()) == set(c.poses) & set(c.truth)
+    # every result carries the stamp of a frame the camera sent (its ground truth is published
+    # with the images, so it is here before the result; a little grace for the newest ones)
+    assert c.poses
+    assert c.spin_until(pipe.executor, lambda: set(c.poses) <= set(c.truth), 5.0), (
+        sorted(set(c.poses) - set(c.truth))[:5], sorted(c.truth)[-5:])
+    # latency = receive time - input stamp: positive (a stamp from the future would be a
+    # made-up one) and about one inference, not a backlog (generous: a loaded shared CPU)
     lat = c.latencies_ms()
-    assert len(lat) and np.all(lat > 0) and np.median(lat) < 5000
+    assert len(lat) == len(c.poses) and np.all(lat > 0) and np.median(lat) < 5000, lat
 
 
 def _ros2(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:

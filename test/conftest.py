@@ -20,6 +20,8 @@ os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(100, 199)))
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 _worker = os.environ.get("PYTEST_XDIST_WORKER", "")
 if _worker.startswith("gw"):
+    # workers share the cores: one compute thread each (also for the nodes they start)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ["ROS_DOMAIN_ID"] = str(int(os.environ["ROS_DOMAIN_ID"]) + int(_worker[2:]))
     if int(os.environ["ROS_DOMAIN_ID"]) > 232:
         raise RuntimeError(f"ROS_DOMAIN_ID {os.environ['ROS_DOMAIN_ID']} of xdist worker "

@@ -11,6 +11,8 @@ import pytest
 from conftest import start_ros_module, stop
 
 pytestmark = pytest.mark.ros
+# tests on the module's running pipeline stay on one xdist worker (one camera + node)
+SHARED_PIPELINE = pytest.mark.xdist_group("node_e2e_pipeline")
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "models" / "posediff_default.json"
@@ -71,6 +73,7 @@ def running():
         print(logs)
 
 
+@SHARED_PIPELINE
 def test_node_publishes_detections_tf_markers_for_camera_frames(running):
     pipe, ok = running
     c = pipe.collector
@@ -107,6 +110,7 @@ def test_node_publishes_detections_tf_markers_for_camera_frames(running):
     assert c.clouds and c.clouds[-1].width > 0 and c.clouds[-1].header.frame_id == CAMERA_FRAME
 
 
+@SHARED_PIPELINE
 def test_outputs_keep_the_input_stamp_and_latency_is_bounded(running):
     pipe, _ = running
     c = pipe.collector
@@ -130,6 +134,7 @@ def _ros2(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
     return subprocess.run([cli, *args], capture_output=True, text=True, timeout=timeout)
 
 
+@SHARED_PIPELINE
 def test_parameters_show_in_ros2_param_list(running):
     pipe, _ = running
     node = f"/{pipe.namespace}/posediff_node"
@@ -157,6 +162,7 @@ def _done(pipe, future):
     return future.result()
 
 
+@SHARED_PIPELINE
 def test_parameters_have_descriptions(running):
     pipe, _ = running
     result = _done(pipe, _client(pipe).describe_parameters(["w_max", "model_path", "steps"]))
@@ -166,6 +172,7 @@ def test_parameters_have_descriptions(running):
     assert steps.integer_range[0].from_value == 0  # 0 = the model's
 
 
+@SHARED_PIPELINE
 def test_sampler_parameters_change_at_run_time_others_are_read_only(running):
     from rclpy.parameter import Parameter
 

@@ -15,6 +15,7 @@ import pytest
 from conftest import REPO, ros2_cli
 
 pytestmark = pytest.mark.slow
+ONE_WHEEL = pytest.mark.xdist_group("packaging_wheel")  # built once per worker that needs it
 PACKAGE_FILES = ["setup.py", "setup.cfg", "package.xml", "LICENSE", "pytest.ini", "resource",
                  "launch", "config", "models", "posediff_ros", "test"]
 EXECUTABLES = {"posediff_node", "synthetic_camera", "posediff-demo", "posediff-bag",
@@ -56,6 +57,7 @@ def wheel(tmp_path_factory) -> Path:
     return path
 
 
+@ONE_WHEEL
 def test_wheel_has_the_ament_layout(wheel):
     data = "posediff_ros-0.1.0.data/data/"
     with zipfile.ZipFile(wheel) as z:
@@ -68,6 +70,7 @@ def test_wheel_has_the_ament_layout(wheel):
     assert all(i.external_attr >> 16 & 0o111 for i in launchers.values())  # executable
 
 
+@ONE_WHEEL
 def test_pip_install_gives_what_ros2_run_finds(wheel, tmp_path):
     """A plain (non-editable) install into a prefix: ros2 run and launch_ros look for
     <prefix>/lib/posediff_ros/<name>; the launcher there runs pip's console script."""

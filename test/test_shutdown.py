@@ -56,6 +56,7 @@ def wait_for_line(proc, text: str, timeout: float = 60.0) -> list[str]:
     return lines
 
 
+@pytest.mark.xdist_group("shutdown_camera")  # one camera for the three stops
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGINT],
                          ids=["SIGINT", "SIGTERM", "SIGINT-again"])
 def test_signal_while_processing_exits_cleanly(camera, sig):

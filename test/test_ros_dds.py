@@ -1,7 +1,7 @@
 """posediff_ros's output messages cross process boundaries over real Fast DDS.
 
 One process builds a frame's results with the package's own code (messages.detections_msg,
-messages.transforms, pipeline.object_names, the node's TF QoS) from known poses and
+messages.transforms; TF frame names from pipeline.object_names) from known poses and
 publishes them; this process subscribes with rclpy and decodes them with the package's
 collector.detection_arrays. The round trip must give back the poses (rotation matrix ->
 quaternion -> matrix), sizes, classes, ids, scores, the 6x6 covariance in REP 103 order and
@@ -10,6 +10,7 @@ the TF frame names.
 
 import json
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -38,14 +39,18 @@ from scipy.spatial.transform import Rotation
 from std_msgs.msg import Header
 from tf2_msgs.msg import TFMessage
 from vision_msgs.msg import Detection3DArray
-from posediff_ros.pipeline import DetectedObject, object_names
-from posediff_ros.ros import messages
-from posediff_ros.ros.node import TF_QOS
+from types import SimpleNamespace
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from posediff_ros.ros import messages  # numpy only: the publisher starts fast
 
+TF_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                    durability=DurabilityPolicy.VOLATILE)  # tf2_ros.TransformBroadcaster's
 spec = json.loads(sys.argv[1])
-objects = [DetectedObject(inst, cls, Rotation.from_rotvec(rv).as_matrix(), np.array(t),
-                          np.array(size), score, np.array(cov), np.zeros((0, 3)))
+objects = [SimpleNamespace(instance_id=inst, class_id=cls, score=score, size=np.array(size),
+                           rotation=Rotation.from_rotvec(rv).as_matrix(), translation=np.array(t),
+                           covariance=np.array(cov))
            for inst, cls, rv, t, size, score, cov in spec]
+names = sys.argv[2].split(",")
 rclpy.init()
 node = rclpy.create_node('dds_test_publisher')
 poses = node.create_publisher(Detection3DArray, 'object_poses', 10)
@@ -57,7 +62,6 @@ def tick():
     header = Header(frame_id='camera_color_optical_frame')
     header.stamp.sec = 1000 + k
     poses.publish(messages.detections_msg(header, objects))
-    names = object_names(objects, 'posediff/')
     tf.publish(TFMessage(transforms=messages.transforms(header, objects, names)))
 node.create_timer(0.05, tick)
 try:
@@ -79,8 +83,12 @@ def test_detections_and_tf_cross_processes(rclpy_context):
     from posediff_ros.ros.node import TF_QOS
 
     assert get_rmw_implementation_identifier() == "rmw_fastrtps_cpp"
+    from posediff_ros.pipeline import object_names
+
     spec = [[*o, covariance(o[0]).tolist()] for o in OBJECTS]
-    publisher = spawn_python(PUBLISHER, json.dumps(spec))
+    names = object_names([SimpleNamespace(instance_id=o[0], class_id=o[1]) for o in OBJECTS],
+                         "posediff/")
+    publisher = spawn_python(PUBLISHER, json.dumps(spec), ",".join(names))
     node = rclpy.create_node("dds_test_listener", context=rclpy_context)
     got_poses: list[Detection3DArray] = []
     got_tf: list[TFMessage] = []
@@ -88,7 +96,7 @@ def test_detections_and_tf_cross_processes(rclpy_context):
     node.create_subscription(TFMessage, "/tf", got_tf.append, TF_QOS)
     executor = rclpy.executors.SingleThreadedExecutor(context=rclpy_context)
     executor.add_node(node)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60  # the publisher's start-up on a loaded machine
     try:
         while (len(got_poses) < 3 or len(got_tf) < 3) and time.monotonic() < deadline:
             executor.spin_once(timeout_sec=0.1)

@@ -72,7 +72,7 @@ def test_pose_covariance_matches_numpy_float64(spread_deg):
     """Against scipy's rotation vectors and numpy in float64: order (x, y, z, rot x, rot y,
     rot z), unbiased (N - 1). Float32 samples carry 2^-24 relative rounding; the covariance
     of vectors of size <= pi moves by <= 2 pi * (a few) * 2^-24 from it."""
-    from posediff_ros.runtime.torch_backend import mean_pose, pose_covariance
+    from posediff_ros.runtime.postprocess import mean_pose, pose_covariance
 
     rot, trans = spread_samples(12, spread_deg, seed=int(spread_deg))
     r32, t32 = torch.tensor(rot[None], dtype=torch.float32), torch.tensor(trans[None],
@@ -89,7 +89,7 @@ def test_agreement_score_matches_numpy_float64():
     numpy from the definition."""
     from scipy.spatial.transform import Rotation
 
-    from posediff_ros.runtime.torch_backend import agreement_score
+    from posediff_ros.runtime.postprocess import agreement_score
 
     rng = np.random.default_rng(3)
     r_a = Rotation.random(6, random_state=1).as_matrix()

@@ -10,11 +10,12 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+import gpu_checks
 import numpy as np
 import pytest
 import reference
 import torch
-from fp32 import Tolerance, parity_tolerance
+from gpu_checks import CLASSES, assert_poses_close, assert_within, clouds, tolerance
 
 from posediff_ros.model.posenet import (
     ModelFileError,
@@ -30,9 +31,6 @@ from posediff_ros.runtime.fallback import chain
 torch.set_num_threads(1)
 HAS_CUDA = torch.cuda.is_available()
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
-needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device on this machine")
-needs_trt = pytest.mark.skipif(not (HAS_CUDA and HAS_TRT),
-                               reason="TensorRT needs the tensorrt package and a CUDA device")
 
 
 @pytest.fixture(scope="module")
@@ -48,19 +46,9 @@ def private_cache(cache, monkeypatch):
 @pytest.fixture(scope="module")
 def model_json(tmp_path_factory):
     """A saved model whose score head is non-zero (a fresh one's sampler does nothing)."""
-    torch.manual_seed(0)
-    model = PoseNet(PoseNetConfig())
-    for head in (model.score_head.rot_head, model.score_head.trans_head):
-        torch.nn.init.normal_(head[-1].weight, std=0.05)
-    return save_model(model, tmp_path_factory.mktemp("model") / "m.json")
+    return gpu_checks.moving_model(tmp_path_factory.mktemp("model"))
 
 
-def clouds(b: int, p: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return (rng.normal(0, 0.04, (b, p, 3)) + [0.05, -0.02, 0.7]).astype(np.float32)
-
-
-CLASSES = np.array([1, 3, 6, 2, 5])
 FIELDS = ("rotation", "translation", "size", "score")
 
 
@@ -120,28 +108,6 @@ def torch_samples(model, settings: SamplerSettings, points, class_ids):
         x = model.sample_poses(cond, noise, s)
         rot, trans = pose_to_camera(x, centroid, scale)
     return rot.double().numpy(), trans.double().numpy()
-
-
-def tolerance(model, settings: SamplerSettings, points, precision: str = "fp32") -> Tolerance:
-    centroid = points.mean(1)
-    radius = np.sqrt(((points - centroid[:, None]) ** 2).sum(-1).mean(-1))
-    return parity_tolerance(model, settings.steps, settings.solver, points.shape[1],
-                            float(radius.max()), float(np.linalg.norm(centroid, axis=-1).max()),
-                            precision)
-
-
-def assert_poses_close(out, want, model_json, settings, points, precision="fp32") -> None:
-    """One-sample PoseBatches of two backends agree within the fp32.py bound."""
-    tol = tolerance(load_model(model_json), settings, points, precision)
-    assert_within("rotation", out.rotation, want.rotation, tol.normalised)
-    assert_within("translation", out.translation, want.translation, tol.translation)
-    assert_within("size", out.size, want.size, tol.size)
-    assert_within("score", out.score, want.score, tol.score)
-
-
-def assert_within(name: str, got, want, tol: float) -> None:
-    err = float(np.abs(np.asarray(got, np.float64) - np.asarray(want, np.float64)).max())
-    assert err <= tol, f"{name}: max |difference| {err:.2e} > tolerance {tol:.2e}"
 
 
 def reference_score(raw: dict, out) -> np.ndarray:
@@ -303,66 +269,36 @@ def test_errors_that_are_not_missing_packages_still_raise(tmp_path):
     assert {"torch", "torch-fused", "onnxruntime", "tensorrt"} <= set(BACKENDS)
 
 
-# --- GPU paths (skipped here: no GPU on the development machine) --------------------------
+# --- GPU paths (gpu_checks.py; skipped without a GPU, and run by scripts/gpu_check.sh) -----
 
 
-@needs_cuda
-@pytest.mark.parametrize("b", [1, 3, 6])
+def run_gpu_check(check, *args) -> None:
+    try:
+        check(*args)
+    except gpu_checks.Skip as why:
+        pytest.skip(str(why))
+
+
+def test_cuda_matches_cpu(model_json):
+    run_gpu_check(gpu_checks.cuda_matches_cpu, model_json)
+
+
+@pytest.mark.parametrize("b", [1, 3, 6, 50])
 def test_cuda_graphs_match_eager(model_json, b):
-    s = SamplerSettings(seed=3)
-    eager = load_backend("torch-fused", model_json, device="cuda", settings=s)
-    graphs = load_backend("torch-fused", model_json, device="cuda", settings=s,
-                          cuda_graphs=True)
-    pts, cls = clouds(b, eager.num_points), np.resize(CLASSES, b)
-    for _ in range(2):  # capture, then replay (padded to a bucket: other kernel shapes)
-        assert_poses_close(graphs.predict(pts, cls), eager.predict(pts, cls), model_json, s, pts)
+    run_gpu_check(gpu_checks.cuda_graphs_match_eager, model_json, b)
 
 
-@needs_cuda
 @pytest.mark.parametrize("amp", ["fp16", "bf16"])
 def test_autocast_stays_close(model_json, amp):
-    s = SamplerSettings(seed=3)
-    pts = clouds(3, 256)
-    ref = load_backend("torch", model_json, settings=s).predict(pts, CLASSES[:3])
-    out = load_backend("torch-fused", model_json, device="cuda", settings=s,
-                       amp=amp).predict(pts, CLASSES[:3])
-    tol = tolerance(load_model(model_json), s, pts, amp)
-    assert_within("translation", out.translation, ref.translation, tol.translation)
-    assert_within("rotation", out.rotation, ref.rotation, tol.normalised)
+    run_gpu_check(gpu_checks.autocast_stays_close, model_json, amp)
 
 
-@needs_cuda
 def test_onnxruntime_cuda_provider(model_json):
-    import onnxruntime as ort
-
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
-        pytest.skip(f"onnxruntime build has no CUDA provider ({ort.get_available_providers()})")
-    be = load_backend("onnxruntime", model_json, device="cuda", settings=SamplerSettings(seed=1))
-    assert be.provider == "CUDAExecutionProvider"
-    ref = load_backend("torch", model_json, settings=SamplerSettings(seed=1))
-    pts = clouds(4, be.num_points)
-    # onnxruntime's CUDA provider may run matmuls in TF32 (its use_tf32 option)
-    assert_poses_close(be.predict(pts, CLASSES[:4]), ref.predict(pts, CLASSES[:4]), model_json,
-                       SamplerSettings(seed=1), pts, "tf32")
+    run_gpu_check(gpu_checks.onnxruntime_cuda_provider, model_json)
 
 
-@needs_trt
 def test_tensorrt_engine_parity_and_cache(model_json, tmp_path):
-    s = SamplerSettings(seed=1)
-    be = load_backend("tensorrt", model_json, device="cuda", settings=s, max_objects=8,
-                      cache_dir=tmp_path)
-    assert be.name == "tensorrt"
-    engine = be.engine_path(s)
-    stamp = engine.stat().st_mtime_ns
-    ref = load_backend("torch", model_json, settings=s)
-    for b in (1, 5):
-        pts = clouds(b, be.num_points)
-        # TensorRT may pick TF32 tactics for fp32 layers
-        assert_poses_close(be.predict(pts, CLASSES[:b]), ref.predict(pts, CLASSES[:b]),
-                           model_json, s, pts, "tf32")
-    again = load_backend("tensorrt", model_json, device="cuda", settings=s, max_objects=8,
-                         cache_dir=tmp_path)
-    assert again.engine_path(s) == engine and engine.stat().st_mtime_ns == stamp  # reused
+    run_gpu_check(gpu_checks.tensorrt_engine_parity_and_cache, model_json, tmp_path)
 
 
 def test_defaults_come_from_the_model_file(tmp_path):

@@ -13,7 +13,6 @@ import pickle
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image
 
 from posediff_ros.data.render import (
     DepthNoise,
@@ -342,6 +341,8 @@ def write_real275_frame(root: str, scene_name: str, frame_idx: int, frame: Scene
                         model_prefix: str) -> None:
     """Write one frame: <root>/<scene>/<ffff>_{color,depth,mask,coord}.png + _meta.txt,
     <root>/gts/results_<scene>_<ffff>.pkl, <root>/obj_models/<model>.txt (extents)."""
+    from PIL import Image  # only for writing: rendering runs without Pillow (GPU check)
+
     sdir = os.path.join(root, scene_name)
     os.makedirs(sdir, exist_ok=True)
     os.makedirs(os.path.join(root, "gts"), exist_ok=True)

@@ -32,9 +32,9 @@ DOCUMENTED = {"bottle": (97.8, 93.5), "bowl": (99.2, 96.8), "camera": (84.6, 49.
 
 
 def held_out_objects() -> dict[str, np.ndarray]:
-    from posediff_ros.cli.export import default_cache_dir
     from posediff_ros.data.cache import build_shard
     from posediff_ros.data.synthetic import GENERATOR_VERSION
+    from posediff_ros.runtime.onnx_export import default_cache_dir
 
     path = (default_cache_dir() / "test_heldout"
             / f"{GENERATOR_VERSION}-{SEEDS[0]}-{len(SEEDS)}x{PER_SEED}-{NUM_POINTS}.npz")

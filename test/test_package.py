@@ -44,7 +44,7 @@ ROSDEP_KEYS = {
 PIP_ONLY = {"torch": "torch", "safetensors": "safetensors", "onnx": "onnx",
             "onnxruntime": "onnxruntime", "rosbags": "rosbags"}
 OPTIONAL = {"tensorrt"}  # backend falls back without it (README)
-LOCAL = {"posediff_ros", "conftest", "fp32", "reference"}
+LOCAL = {"posediff_ros", "conftest", "fp32", "reference", "gpu_checks"}
 
 
 def imported_modules(paths) -> dict[str, set[str]]:

@@ -75,8 +75,9 @@ def test_pip_install_gives_what_ros2_run_finds(wheel, tmp_path):
     """A plain (non-editable) install into a prefix: ros2 run and launch_ros look for
     <prefix>/lib/posediff_ros/<name>; the launcher there runs pip's console script."""
     prefix = tmp_path / "prefix"
-    run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--prefix", str(prefix),
-         str(wheel)])
+    # --ignore-installed: else pip "replaces" the venv's own (editable) install, i.e. removes it
+    run([sys.executable, "-m", "pip", "install", "--no-deps", "--ignore-installed", "-q",
+         "--prefix", str(prefix), str(wheel)])
     site = sysconfig.get_path("purelib", vars={"base": str(prefix), "platbase": str(prefix)})
     env = dict(os.environ, PYTHONPATH=site, AMENT_PREFIX_PATH=str(prefix))
     lib = prefix / "lib" / "posediff_ros"

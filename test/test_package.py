@@ -36,7 +36,8 @@ ROSDEP_KEYS = {
     "visualization_msgs": "visualization_msgs", "diagnostic_msgs": "diagnostic_msgs",
     "vision_msgs": "vision_msgs", "tf2_msgs": "tf2_msgs", "tf2_ros": "tf2_ros_py",
     "ament_index_python": "ament_index_python", "launch": "launch", "launch_ros": "launch_ros",
-    "ros2launch": "ros2launch", "numpy": "python3-numpy", "scipy": "python3-scipy",
+    "ros2launch": "ros2launch", "lifecycle_msgs": "lifecycle_msgs",
+    "numpy": "python3-numpy", "scipy": "python3-scipy",
     "yaml": "python3-yaml", "PIL": "python3-pil", "tqdm": "python3-tqdm",
     "pytest": "python3-pytest", "hypothesis": "python3-hypothesis",
     "launch_testing": "launch_testing", "sensor_msgs_py": "sensor_msgs_py",
@@ -78,7 +79,8 @@ def test_package_xml_declares_every_import(repo):
     requirements = (repo / "requirements.txt").read_text()
     for modules, declared in ((runtime, exec_deps), (tests, exec_deps | test_deps)):
         for name, files in sorted(modules.items()):
-            if name in sys.stdlib_module_names or name in LOCAL | OPTIONAL:
+            local = LOCAL | {p.stem for p in (repo / "test").glob("*.py")}  # test helpers
+            if name in sys.stdlib_module_names or name in local | OPTIONAL:
                 continue
             if name in PIP_ONLY:
                 assert f"{PIP_ONLY[name]}==" in requirements, (name, files)
@@ -88,7 +90,7 @@ def test_package_xml_declares_every_import(repo):
     # launch files start rviz2 (pose.launch.py rviz:=true); nothing declared goes unused
     assert "rviz2" in exec_deps and "message_filters" not in exec_deps
     used = {ROSDEP_KEYS[m] for m in {**runtime, **tests} if m in ROSDEP_KEYS}
-    assert exec_deps | test_deps <= used | {"rviz2", "ros2param", "ros2pkg"}
+    assert exec_deps | test_deps <= used | {"rviz2", "ros2param", "ros2pkg", "lifecycle_msgs"}
 
 
 def test_ament_index_finds_share_files():

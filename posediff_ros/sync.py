@@ -224,7 +224,8 @@ class ApproxTimeSync(_StampSync):
             members = {}
             for t, i in zip(self.topics, chosen, strict=True):
                 members[t] = self.queues[t][i]
-                self.stats.unmatched[t] += i  # older messages are passed over for good
+                if i:  # older messages are passed over for good
+                    self.stats.unmatched[t] += i
                 del self.queues[t][:i + 1]
             out.append(self._emit(members))
         return out
@@ -290,7 +291,8 @@ class ApproxTimeSync(_StampSync):
 
     def reset(self) -> None:
         for topic, queue in self.queues.items():
-            self.stats.unmatched[topic] += len(queue)
+            if queue:
+                self.stats.unmatched[topic] += len(queue)
             queue.clear()
         self._dropped = dict.fromkeys(self.topics, False)
         super().reset()

@@ -32,6 +32,7 @@ camera, and older complete sets are skipped, never answered late.
 
 from __future__ import annotations
 
+import bisect
 import threading
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -312,6 +313,36 @@ def make_sync(policy: str, topics: list[str], slop: float = 0.0, queue_size: int
     if policy == "approximate":
         return ApproxTimeSync(topics, slop, queue_size)
     raise ValueError(f"sync {policy!r} not in {POLICIES}")
+
+
+class StampHistory:
+    """The last `size` items of a topic that is not paired (camera_info), kept by stamp, so a
+    frame gets the one that was valid at its stamp: the item with the frame's stamp, else the
+    newest one before it, else (the frame is older than all) the oldest one. When the
+    intrinsics or the resolution change, the frames before the change keep the old ones."""
+
+    def __init__(self, size: int = 30, reset_after: float = 2.0):
+        self.size, self.reset_ns = size, int(reset_after * 1e9)
+        self.stamps: list[int] = []
+        self.items: list[Any] = []
+
+    def add(self, stamp_ns: int, item: Any) -> None:
+        if self.stamps and self.stamps[-1] - stamp_ns > self.reset_ns:  # time went back
+            self.stamps, self.items = [], []
+        k = bisect.bisect_left(self.stamps, stamp_ns)
+        if k < len(self.stamps) and self.stamps[k] == stamp_ns:
+            self.items[k] = item
+            return
+        self.stamps.insert(k, stamp_ns)
+        self.items.insert(k, item)
+        if len(self.stamps) > self.size:
+            del self.stamps[0], self.items[0]
+
+    def pick(self, stamp_ns: int) -> Any | None:
+        if not self.stamps:
+            return None
+        k = bisect.bisect_right(self.stamps, stamp_ns)
+        return self.items[max(k - 1, 0)]
 
 
 @dataclass

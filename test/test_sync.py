@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from posediff_ros.sync import ApproxTimeSync, ExactTimeSync, LatestSlot, make_sync
+from posediff_ros.sync import ApproxTimeSync, ExactTimeSync, LatestSlot, StampHistory, make_sync
 
 MS = 1_000_000
 PERIOD = 33_333_333  # 30 Hz
@@ -193,3 +193,21 @@ def test_close_wakes_a_waiting_consumer():
     start = time.monotonic()
     assert slot.take(timeout=5) is None
     assert time.monotonic() - start < 2
+
+
+def test_camera_info_is_picked_by_stamp():
+    """The resolution changes at t = 10: frames before keep the old camera_info, even when
+    the new one has arrived already; out-of-order and older-than-all frames are served."""
+    history = StampHistory(size=4)
+    assert history.pick(5) is None
+    for t in (7, 8, 9):
+        history.add(t * MS, f"640x480@{t}")
+    history.add(10 * MS, "1280x720@10")
+    assert history.pick(9 * MS) == "640x480@9"
+    assert history.pick(int(9.5 * MS)) == "640x480@9"  # the newest one not after the frame
+    assert history.pick(12 * MS) == "1280x720@10"
+    history.add(int(8.5 * MS), "640x480@8.5")  # late: inserted in stamp order, 7 drops out
+    assert history.pick(int(8.7 * MS)) == "640x480@8.5"
+    assert history.pick(1 * MS) == "640x480@8"  # older than all: the oldest kept
+    history.add(10 * MS - 10**10, "restarted")  # stamps jumped back 10 s: start over
+    assert history.stamps == [10 * MS - 10**10]

@@ -57,6 +57,20 @@ def parse_palette(entries: list[str]) -> dict[tuple[int, int, int], int]:
     return out
 
 
+def parse_class_aliases(entries: list[str]) -> dict[str, int]:
+    """['cup:mug', 'Tumbler:6'] -> {'cup': 6, 'tumbler': 6}: detector class name -> NOCS id
+    (the name as a detector writes it, any case; the class as a NOCS name or number)."""
+    out = {}
+    for entry in entries:
+        if not entry.strip():
+            continue
+        name, sep, value = entry.rpartition(":")
+        if not sep or not name.strip():
+            raise ValueError(f"class_aliases entry {entry!r} is not '<detector class>:<class>'")
+        out[name.strip()] = parse_class(value)
+    return out
+
+
 # --- the node's parameters as one frozen value ------------------------------------------------
 
 CLASS_SOURCES = ("detections", "parameter", "color_mask")

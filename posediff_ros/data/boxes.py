@@ -145,14 +145,16 @@ def _connected_to_mode(z: np.ndarray, keep: np.ndarray, z_mode: float,
                        cfg: BoxCutConfig) -> np.ndarray:
     """The 8-connected part of `keep` (split at depth jumps) holding most mode pixels."""
     zf = np.where(keep, z, 0.0)
-    edge = np.zeros_like(keep)  # pixels whose upper or left neighbour is a depth jump away
+    edge = np.zeros_like(keep)  # both pixels of a neighbour pair a depth jump apart
     for axis in (0, 1):
         both = np.diff(keep.astype(np.int8), axis=axis) == 0
         jump = (np.abs(np.diff(zf, axis=axis)) > cfg.depth_jump) & both
-        lead = [slice(None)] * 2
-        lead[axis] = slice(1, None)
-        edge[tuple(lead)] |= jump
-    labels, n = ndimage.label(keep & ~edge, structure=np.ones((3, 3), bool))
+        for side in (slice(1, None), slice(None, -1)):
+            index = [slice(None)] * 2
+            index[axis] = side
+            edge[tuple(index)] |= jump
+    cross = np.ones((3, 3), bool)
+    labels, n = ndimage.label(keep & ~edge, structure=cross)
     if n == 0:
         return np.zeros_like(keep)
     at_mode = (np.abs(z - z_mode) <= cfg.mode_bin) & (labels > 0)
@@ -161,9 +163,11 @@ def _connected_to_mode(z: np.ndarray, keep: np.ndarray, z_mode: float,
     if votes.max() == 0:
         return np.zeros_like(keep)
     part = labels == np.argmax(votes)
-    # give back the one-pixel rim lost at depth jumps, where it belongs to the object's side
-    rim = ndimage.binary_dilation(part, np.ones((3, 3), bool)) & keep & edge
-    return part | (rim & (np.abs(z - z_mode) <= np.abs(z[part] - z_mode).max()))
+    # give back the rim lost at the jumps: pixels continuous with a neighbour in the part
+    near_max = ndimage.grey_dilation(np.where(part, z, -np.inf), footprint=cross)
+    near_min = -ndimage.grey_dilation(np.where(part, -z, -np.inf), footprint=cross)
+    rim = edge & keep & (z <= near_max + cfg.depth_jump) & (z >= near_min - cfg.depth_jump)
+    return part | rim
 
 
 def support_plane(depth: np.ndarray, K: np.ndarray, box: Box, cfg: BoxCutConfig,

@@ -80,15 +80,15 @@ def test_a_bowl_keeps_its_inside_floor_at_table_height():
 @pytest.mark.parametrize("front_first", [False, True])
 def test_overlapping_boxes_give_each_pixel_to_the_nearest_object(front_first):
     depth = table_scene()
-    z_back = float(depth[140, 150]) - 0.02
-    put_block(depth, slice(90, 140), slice(120, 190), z_back)  # the object behind
-    put_block(depth, slice(110, 160), slice(170, 230), z_back - 0.15)  # in front, overlapping
-    boxes = [Box(115.0, 85.0, 195.0, 145.0, 1), Box(165.0, 105.0, 235.0, 165.0, 4)]
+    put_block(depth, slice(90, 150), slice(120, 190), float(depth[150, 150]) - 0.005)  # behind
+    # in front, overlapping, 1.5 cm nearer: no depth jump, both boxes' cuts hold the overlap
+    put_block(depth, slice(110, 156), slice(170, 230), float(depth[156, 200]) - 0.005)
+    boxes = [Box(115.0, 85.0, 195.0, 155.0, 1), Box(165.0, 105.0, 235.0, 160.0, 4)]
     back, front = (2, 1) if front_first else (1, 2)
     ids = masks_from_boxes(depth, K, boxes[::-1] if front_first else boxes)
     assert (ids[110:140, 170:190] == front).all()  # the overlap: the nearer object's
     assert (ids[95:105, 125:165] == back).all()
-    assert (ids[150:158, 175:225] == front).all()
+    assert (ids[150:154, 196:225] == front).all()  # (its foot, on the table, is the table)
 
 
 @pytest.mark.parametrize("box", [Box(-50, -50, -10, -10, 1), Box(100, 100, 100, 100, 1),

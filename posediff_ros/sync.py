@@ -57,7 +57,10 @@ class SyncStats:
 
     def values(self) -> dict[str, str]:
         """Key/values for /diagnostics."""
-        out = {"sets emitted": str(self.sets), "stamp resets": str(self.resets)}
+        dropped = sum(self.unmatched.values()) + sum(self.late.values()) \
+            + sum(self.duplicates.values())
+        out = {"sets emitted": str(self.sets), "unsynced messages dropped": str(dropped),
+               "stamp resets": str(self.resets)}
         for name in ("missing", "unmatched", "late", "duplicates"):
             counts = getattr(self, name)
             out[f"{_LABELS[name]}"] = ", ".join(f"{t} {n}" for t, n in sorted(counts.items())) \
@@ -128,6 +131,7 @@ class ExactTimeSync(_StampSync):
         self._newest: int | None = None  # newest stamp accepted (any topic)
         self._floor: int | None = None  # drop_older: the newest stamp emitted
         self._done: deque[int] = deque(maxlen=4 * queue_size)  # stamps emitted or given up
+        self._emitted: deque[int] = deque(maxlen=4 * queue_size)  # stamps emitted
 
     def _too_old(self, stamp_ns: int) -> bool:
         return (stamp_ns in self._done
@@ -135,6 +139,9 @@ class ExactTimeSync(_StampSync):
                 or (self._newest is not None and self._newest - stamp_ns > self.max_age_ns))
 
     def _add(self, topic, stamp_ns, msg, last) -> list[dict[str, Any]]:
+        if stamp_ns in self._emitted:  # its frame was answered already
+            self.stats.duplicates[topic] += 1
+            return []
         if self._too_old(stamp_ns):
             self.stats.late[topic] += 1
             return []
@@ -148,6 +155,7 @@ class ExactTimeSync(_StampSync):
         if len(frame) == len(self.topics):
             del self.frames[stamp_ns]
             self._done.append(stamp_ns)
+            self._emitted.append(stamp_ns)
             if self.drop_older:
                 self._floor = stamp_ns
                 self._give_up(lambda s: s < stamp_ns)
@@ -170,6 +178,7 @@ class ExactTimeSync(_StampSync):
         self._give_up(lambda s: True)
         self._newest = self._floor = None
         self._done.clear()
+        self._emitted.clear()
         super().reset()
 
     def pending(self) -> int:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from posediff_ros.pipeline import check_frame
 from posediff_ros.ros import convert
 from posediff_ros.sync import make_sync
-from posediff_ros.validation import StampOrder, check_depth_range, limit_objects
+from posediff_ros.validation import check_depth_range, limit_objects
 
 Image = pytest.importorskip("sensor_msgs.msg").Image
 CameraInfo = pytest.importorskip("sensor_msgs.msg").CameraInfo
@@ -152,14 +152,6 @@ def test_sync_with_any_stamps(stream, queue_size, slop, policy):
             stamps = [frame[t][1] for t in ("depth", "mask")]
             assert max(stamps) - min(stamps) <= (round(slop * 1e9) if policy != "exact" else 0)
         assert sync.pending() <= 2 * queue_size
-
-
-def test_stamp_order_messages():
-    order = StampOrder(reset_s=2.0)
-    assert order.check("depth", 10**9) == (None, False)
-    assert "duplicate stamp" in order.check("depth", 10**9)[0]
-    assert "out-of-order stamp on depth" in order.check("depth", 10**9 - 5)[0]
-    assert order.check("depth", 10**9 - 3 * 10**9 // 1) == (None, True)  # jumped back 3 s
 
 
 def test_big_endian_and_padded_rows_decode_like_native():

@@ -86,7 +86,7 @@ class Health:
             self.last_problem = text
             self.last_problem_at = time.monotonic() if now is None else now
 
-    def status(self, required: list[str], dropped: dict[str, int], extra: dict[str, str],
+    def status(self, required: list[str], dropped: dict[str, int | str], extra: dict[str, str],
                now: float | None = None) -> tuple[bytes, str, dict[str, str]]:
         """(level, message, key/values). `required`: the synced image topics."""
         now = time.monotonic() if now is None else now
@@ -143,10 +143,13 @@ class DiagnosticsPublisher:
 
     def snapshot(self) -> tuple[bytes, str, dict[str, str]]:
         node = self.node
-        dropped = {"unsynced messages dropped": node.sync.stats.dropped,
+        unknown = node.class_names.unknown.copy()  # written by the worker
+        dropped = {**node.sync.stats.values(),
                    "frames skipped while busy": node.slot.replaced,
                    # bounded by queue_size per topic + the one-slot frame buffer
-                   "queued messages": sum(len(q) for q in node.sync.queues.values())}
+                   "queued messages": node.sync.pending(),
+                   "unknown classes skipped": ", ".join(
+                       f"{name} {n}" for name, n in sorted(unknown.items())) or "0"}
         backend = node.pipeline.backend
         extra = {"backend": getattr(backend, "name", type(backend).__name__),
                  "model": node.params.model_path or "bundled default"}

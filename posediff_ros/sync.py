@@ -184,9 +184,11 @@ class ExactTimeSync(_StampSync):
     def pending(self) -> int:
         return sum(len(f) for f in self.frames.values())
 
-    def flush(self) -> None:
-        """Give up the frames still waiting (end of a bag), counted like any other."""
+    def flush(self) -> list[dict[str, Any]]:
+        """End of the stream (a bag): give up the frames still waiting, counted like any
+        other; returns [] (an incomplete frame is never a set)."""
         self._give_up(lambda s: True)
+        return []
 
 
 class ApproxTimeSync(_StampSync):
@@ -225,10 +227,10 @@ class ApproxTimeSync(_StampSync):
             out += self._emit_ready()
         return out
 
-    def _emit_ready(self) -> list[dict[str, Any]]:
+    def _emit_ready(self, final: bool = False) -> list[dict[str, Any]]:
         out = []
         while all(self.queues.values()):
-            chosen = self._decide()
+            chosen = self._decide(final)
             if chosen is None:
                 break
             members = {}
@@ -250,8 +252,9 @@ class ApproxTimeSync(_StampSync):
         hi = max(range(len(stamps)), key=lambda k: (stamps[k], k))
         return lo, stamps[lo], hi, stamps[hi]
 
-    def _decide(self) -> list[int] | None:
-        """Queue index per topic of the set to emit now, or None to wait."""
+    def _decide(self, final: bool = False) -> list[int] | None:
+        """Queue index per topic of the set to emit now, or None to wait. final: no message
+        will come any more, so the best set so far is the set."""
         index = [0] * len(self.topics)
         while True:  # the first candidate: its end fixes the pivot
             lo, start, hi, end = self._heads(index)
@@ -271,8 +274,8 @@ class ApproxTimeSync(_StampSync):
             if lo == pivot or self._proven(end, pivot_stamp, best_start, best_end):
                 return best
             if any(i == len(self.queues[t]) for t, i in zip(self.topics, index, strict=True)):
-                return best if self._proven_virtually(index, pivot_stamp, best_start,
-                                                      best_end) else None
+                return best if final or self._proven_virtually(index, pivot_stamp, best_start,
+                                                               best_end) else None
             lo, start, hi, end = self._heads(index)
             for k in range(len(self.topics)):
                 if k != hi:
@@ -310,8 +313,12 @@ class ApproxTimeSync(_StampSync):
     def pending(self) -> int:
         return sum(len(q) for q in self.queues.values())
 
-    def flush(self) -> None:
+    def flush(self) -> list[dict[str, Any]]:
+        """End of the stream (a bag): the sets that were waiting for messages that will not
+        come now are decided; the rest is given up (counted)."""
+        out = self._emit_ready(final=True)
         self.reset()
+        return out
 
 
 def make_sync(policy: str, topics: list[str], slop: float = 0.0, queue_size: int = 30,

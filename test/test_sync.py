@@ -211,3 +211,18 @@ def test_camera_info_is_picked_by_stamp():
     assert history.pick(1 * MS) == "640x480@8"  # older than all: the oldest kept
     history.add(10 * MS - 10**10, "restarted")  # stamps jumped back 10 s: start over
     assert history.stamps == [10 * MS - 10**10]
+
+
+def test_flush_at_the_end_of_a_bag():
+    """Approximate: the set that waited for a next message is decided at the end; exact:
+    the incomplete frames are given up and counted."""
+    sync = ApproxTimeSync(["a", "b"], slop=0.05)
+    sync.add("a", 110 * MS, "a110")
+    sync.add("b", 100 * MS, "b100")
+    assert sync.add("b", 108 * MS, "b108") == []
+    (out,) = sync.flush()
+    assert (out["a"], out["b"]) == ("a110", "b108") and sync.pending() == 0
+    assert sync.stats.unmatched == {"b": 1}
+    exact = ExactTimeSync(["a", "b"])
+    exact.add("a", 110 * MS, "a110")
+    assert exact.flush() == [] and exact.stats.missing == {"b": 1} and exact.pending() == 0

@@ -77,6 +77,19 @@ def boxes_from_instance_mask(mask: np.ndarray, ids: list[int],
     return boxes
 
 
+def instances_from_boxes(depth: np.ndarray, K: np.ndarray, boxes: list[Box], ids: list[str],
+                         config: BoxCutConfig | None = None
+                         ) -> tuple[np.ndarray, dict[int, int]]:
+    """(instance mask, {instance id: class id}) of a detector's boxes. The instance id is the
+    detection's id where all are distinct positive integers (a tracker's), else the box's
+    position + 1; 0 = no object. (The node and the bag tool: segmentation boxes.)"""
+    use_ids = len(set(ids)) == len(ids) and all(i.isdigit() and int(i) > 0 for i in ids)
+    lookup = [0] + [int(i) if use_ids else k + 1 for k, i in enumerate(ids)]
+    cut = masks_from_boxes(depth, K, boxes, config)
+    return np.asarray(lookup, np.int64)[cut], {lookup[k + 1]: b.class_id
+                                               for k, b in enumerate(boxes)}
+
+
 def masks_from_boxes(depth: np.ndarray, K: np.ndarray, boxes: list[Box],
                      config: BoxCutConfig | None = None) -> np.ndarray:
     """(H, W) int32 instance ids: box k (0-based) -> k + 1, 0 = no object. depth in metres."""

@@ -21,6 +21,7 @@ CONSOLE_SCRIPTS = [
     # ROS nodes (ros2 run posediff_ros <name>)
     "posediff_node = posediff_ros.ros.node:main",
     "synthetic_camera = posediff_ros.ros.synthetic_camera:main",
+    "lossy_relay = posediff_ros.ros.relay:main",
     "posediff-bag = posediff_ros.ros.bag:main",
     "posediff-demo = posediff_ros.ros.demo:main",
     "posediff-eval = posediff_ros.cli.eval_frames:main",

@@ -6,7 +6,10 @@ Publishes (relative names, all with the same stamp per frame, frame_id = `frame_
   detections (Detection2DArray: id = mask id, class_id = NOCS name, 2D box),
   ground_truth (Detection3DArray of the true poses, same conventions as object_poses).
 Rendering is slow (up to ~1 s a frame), so a ring of `ring_size` scenes is rendered in a
-background thread at start and replayed at `rate` Hz with fresh stamps.
+background thread at start and replayed at `rate` Hz with fresh stamps. With `orbit_step_deg`
+> 0 the camera moves instead: one scene seen from `ring_size` viewpoints on a circle around the
+table, `orbit_step_deg` apart, replayed back and forth once all are rendered (on a static
+scene a frame paired with another frame's mask looks right; on a moving camera it does not).
 """
 
 import sys
@@ -38,7 +41,19 @@ PARAMETERS = {
     "frame_id": ("camera_color_optical_frame", "frame_id of every message"),
     "width": (640, "image width"),
     "height": (480, "image height"),
+    "orbit_step_deg": (0.0, "> 0: one scene, the camera orbiting the table by this many "
+                            "degrees per frame; 0: ring_size static scenes"),
 }
+
+
+def scaled_k(width: int, height: int) -> np.ndarray:
+    """The REAL275 camera (640x480) scaled to another image size."""
+    from posediff_ros.geometry import REAL275_K
+
+    K = np.array(REAL275_K, dtype=np.float64)
+    K[0] *= width / 640
+    K[1] *= height / 480
+    return K
 
 
 def render_ring(count: int, seed: int, num_objects: int, width: int, height: int, out: list,
@@ -50,8 +65,31 @@ def render_ring(count: int, seed: int, num_objects: int, width: int, height: int
     for _ in range(count):
         if stop.is_set():
             return
-        out.append(render_scene(rng, width=width, height=height,
+        out.append(render_scene(rng, K=scaled_k(width, height), width=width, height=height,
                                 num_objects=num_objects or None))
+
+
+def render_orbit(count: int, step_deg: float, seed: int, num_objects: int, width: int,
+                 height: int, out: list, stop: threading.Event) -> None:
+    """One scene seen from `count` viewpoints `step_deg` apart on a circle around the table
+    (0.7 m away, 40 degrees down), rendered into `out` one by one."""
+    from posediff_ros.data.synthetic import Camera, look_at, make_scene, render_frame
+
+    rng = np.random.default_rng(seed)
+    scene = make_scene(rng, num_objects or None)
+    target = np.array([0.0, 0.03, 0.0])
+    elevation, distance = np.deg2rad(40.0), 0.7
+    start = rng.uniform(0, 2 * np.pi)
+    for k in range(count):
+        if stop.is_set():
+            return
+        az = start + np.deg2rad(step_deg) * k
+        position = target + distance * np.array([np.cos(elevation) * np.cos(az),
+                                                 np.sin(elevation),
+                                                 np.cos(elevation) * np.sin(az)])
+        R, t = look_at(position, target)
+        out.append(render_frame(scene, Camera(scaled_k(width, height), width, height, R, t),
+                                rng))
 
 
 def camera_info(K: np.ndarray, width: int, height: int, header: Header) -> CameraInfo:
@@ -112,10 +150,15 @@ class SyntheticCamera(Node):
         self.index = 0
         self.published = 0
         self.stop = threading.Event()
-        self.renderer = threading.Thread(
-            target=render_ring, daemon=True,
-            args=(p["ring_size"], p["seed"], p["num_objects"], p["width"], p["height"],
-                  self.frames, self.stop))
+        size = (p["num_objects"], p["width"], p["height"], self.frames, self.stop)
+        self.orbit = p["orbit_step_deg"] > 0
+        self.ring_size = p["ring_size"]
+        if self.orbit:
+            self.renderer = threading.Thread(target=render_orbit, daemon=True, args=(
+                p["ring_size"], p["orbit_step_deg"], p["seed"], *size))
+        else:
+            self.renderer = threading.Thread(target=render_ring, daemon=True,
+                                             args=(p["ring_size"], p["seed"], *size))
         self.renderer.start()
         self.timer = self.create_timer(1.0 / p["rate"], self._tick)
         self.get_logger().info(f"rendering {p['ring_size']} scenes, publishing at {p['rate']} Hz")
@@ -134,9 +177,14 @@ class SyntheticCamera(Node):
     def _tick(self) -> None:
         while len(self.prepared) < len(self.frames):
             self.prepared.append(self._prepare(self.frames[len(self.prepared)]))
-        if not self.prepared:
-            return
-        i = self.index % len(self.prepared)
+        if not self.prepared or (self.orbit and len(self.prepared) < self.ring_size):
+            return  # an orbit starts once all its views are there: smooth motion
+        n = len(self.prepared)
+        if self.orbit and n > 1:  # back and forth along the arc, never a jump
+            i = self.index % (2 * n - 2)
+            i = i if i < n else 2 * n - 2 - i
+        else:
+            i = self.index % n
         self.index += 1
         frame, msgs = self.frames[i], self.prepared[i]
         header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.frame_id)

@@ -27,6 +27,7 @@ class Stamps:
     """The camera's own output (before the relay): the stamps of each topic."""
 
     def __init__(self, node):
+        from rclpy.qos import qos_profile_sensor_data
         from sensor_msgs.msg import Image
         from vision_msgs.msg import Detection2DArray
 
@@ -35,7 +36,7 @@ class Stamps:
         self.seen = {"depth": set(), "mask": set(), "detections": set()}
         for topic, kind in (("depth", Image), ("mask", Image), ("detections", Detection2DArray)):
             node.create_subscription(kind, f"in/{topic}", lambda m, t=topic: self.seen[t].add(
-                stamp_to_ns(m.header.stamp)), 10)
+                stamp_to_ns(m.header.stamp)), qos_profile_sensor_data)
 
 
 def frame_errors(collector, stamp):

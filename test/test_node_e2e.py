@@ -29,7 +29,8 @@ class Pipeline:
     """Camera + node processes and an in-process collector."""
 
     def __init__(self, model: str, num_objects: int = 3, namespace: str = "e2e",
-                 node_params: tuple[str, ...] = (), rate: float = 4.0):
+                 node_params: tuple[str, ...] = (), rate: float = 4.0,
+                 camera_params: tuple[str, ...] = ()):
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
 
@@ -38,7 +39,7 @@ class Pipeline:
         self.namespace = namespace
         self.camera = start("posediff_ros.ros.synthetic_camera", f"rate:={rate}",
                             f"num_objects:={num_objects}", "ring_size:=2",
-                            f"frame_id:={CAMERA_FRAME}", namespace=namespace)
+                            f"frame_id:={CAMERA_FRAME}", *camera_params, namespace=namespace)
         model_param = (f"model_path:={model}",) if model else ()  # "" = the bundled model
         self.node = start("posediff_ros.ros.node", *model_param, "publish_debug:=true",
                           "frame_prefix:=obj/", "min_points:=30", *node_params,
@@ -52,6 +53,12 @@ class Pipeline:
     def wait_frames(self, n: int, timeout: float = 60.0) -> bool:
         return self.collector.spin_until(self.executor, lambda: len(self.collector.matched()) >= n,
                                          timeout)
+
+    def node_subscriptions(self) -> set[str]:
+        """The topics posediff_node subscribes to, without the namespace."""
+        topics = self.collector.get_subscriber_names_and_types_by_node(
+            "posediff_node", f"/{self.namespace}")
+        return {name.removeprefix(f"/{self.namespace}/") for name, _ in topics}
 
     def close(self) -> str:
         import rclpy

@@ -41,6 +41,7 @@ PARAMETERS = {
     "frame_id": ("camera_color_optical_frame", "frame_id of every message"),
     "width": (640, "image width"),
     "height": (480, "image height"),
+    "class_names": ([""], "detections name classes like a detector: ['mug:cup', 'can:tin can']"),
     "orbit_step_deg": (0.0, "> 0: one scene, the camera orbiting the table by this many "
                             "degrees per frame; 0: ring_size static scenes"),
 }
@@ -103,7 +104,9 @@ def camera_info(K: np.ndarray, width: int, height: int, header: Header) -> Camer
     return info
 
 
-def detections_2d(header: Header, mask: np.ndarray, instances) -> Detection2DArray:
+def detections_2d(header: Header, mask: np.ndarray, instances,
+                  names: dict[str, str] | None = None) -> Detection2DArray:
+    """Boxes and classes like a detector's; `names` renames NOCS classes (e.g. mug -> cup)."""
     out = Detection2DArray(header=header)
     for inst in instances:
         v, u = np.nonzero(mask == inst.instance_id)
@@ -111,7 +114,8 @@ def detections_2d(header: Header, mask: np.ndarray, instances) -> Detection2DArr
             continue  # fully occluded: a segmenter would not report it
         det = Detection2D(header=header, id=str(inst.instance_id))
         det.results = [ObjectHypothesisWithPose(hypothesis=ObjectHypothesis(
-            class_id=BY_ID[inst.class_id].name, score=1.0))]
+            class_id=(names or {}).get(BY_ID[inst.class_id].name, BY_ID[inst.class_id].name),
+            score=1.0))]
         det.bbox.center.position.x = float(u.min() + u.max()) / 2
         det.bbox.center.position.y = float(v.min() + v.max()) / 2
         det.bbox.size_x = float(u.max() - u.min() + 1)
@@ -136,6 +140,7 @@ class SyntheticCamera(Node):
         if p["rate"] <= 0 or p["ring_size"] < 1 or not 0 <= p["num_objects"] <= 6:
             raise ValueError("need rate > 0, ring_size >= 1, 0 <= num_objects <= 6")
         self.frame_id = p["frame_id"]
+        self.class_names = dict(e.split(":", 1) for e in p["class_names"] if ":" in e)
         qos = qos_profile_sensor_data
         self.pubs = {
             "depth": self.create_publisher(Image, "depth", qos),
@@ -170,7 +175,7 @@ class SyntheticCamera(Node):
             "color": convert.numpy_to_image(frame.color, "rgb8"),
             "mask": convert.numpy_to_image(mask, "mono8"),
             # built once per scene; only the headers change per tick
-            "detections": detections_2d(Header(), mask, frame.instances),
+            "detections": detections_2d(Header(), mask, frame.instances, self.class_names),
             "ground_truth": ground_truth(Header(), frame.instances),
         }
 

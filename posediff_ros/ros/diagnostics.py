@@ -6,6 +6,7 @@ on the standard absolute topic /diagnostics once per `period` seconds, OK / WARN
 the reasons in the message (no input, stale camera_info, slow inference, rejected frames).
 """
 
+import statistics
 import threading
 import time
 from collections import deque
@@ -55,6 +56,8 @@ class Health:
     processed: RateWindow | None = None
     last_latency_ms: float | None = None
     last_inference_ms: float | None = None
+    # stamp -> set complete of the last frames paired: what waiting for late partners costs
+    pairing_ms: deque = field(default_factory=lambda: deque(maxlen=100))
     rejected: int = 0
     last_problem: str = ""
     last_problem_at: float = -1e9
@@ -79,6 +82,11 @@ class Health:
     def inference(self, ms: float) -> None:
         self.last_inference_ms = ms
 
+    def paired(self, ms: float) -> None:
+        """A frame's messages are all there, `ms` after its stamp."""
+        with self._lock:
+            self.pairing_ms.append(ms)
+
     def problem(self, text: str, now: float | None = None) -> None:
         """A frame or object was rejected (the text is the node's log line)."""
         with self._lock:
@@ -102,6 +110,8 @@ class Health:
             values["rejected inputs"] = str(self.rejected)
             values["last latency (ms)"] = _fmt(self.last_latency_ms)
             values["last inference (ms)"] = _fmt(self.last_inference_ms)
+            values["stamp to paired (ms, median of last 100)"] = _fmt(
+                statistics.median(self.pairing_ms) if self.pairing_ms else None)
             values.update(extra)
             errors, warnings = [], []
             silent = [t for t in required

@@ -37,8 +37,9 @@ def test_box_detector_input_gives_poses_within_the_e2e_tolerances():
     trans = np.array([e.translation_cm for e in errors])
     rot = np.array([e.rotation_deg for e in errors])
     size = np.array([e.size_error for e in errors])
-    print(f"box input over DDS: {len(errors)} objects of {sorted(truth)}, median translation {np.median(trans):.2f}"
-          f" cm, rotation {np.median(rot):.1f} deg, size {100 * np.median(size):.1f} %")
+    print(f"box input over DDS: {len(errors)} objects of {sorted(truth)}, median translation "
+          f"{np.median(trans):.2f} cm, rotation {np.median(rot):.1f} deg, size "
+          f"{100 * np.median(size):.1f} %")
     assert np.median(trans) < 2.0, trans
     assert np.median(rot) < 15.0, rot
     assert np.median(size) < 0.15, size

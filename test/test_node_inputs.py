@@ -101,6 +101,9 @@ def test_classes_camera_info_by_stamp_and_rejected_frames(node_process, rclpy_co
             break
     assert first is not None, "no answer to a good frame"
     assert [(d.id, d.results[0].hypothesis.class_id) for d in first.detections] == [("1", "mug")]
+    end = time.monotonic() + 5
+    while not markers and time.monotonic() < end:  # published right after object_poses
+        spin(0.05)
     assert markers and {m.id for m in markers[-1].markers} == {1}
 
     # the resolution changes right after frame t2, whose mask is late: t2 keeps its own info

@@ -144,6 +144,18 @@ def object_rows(stamp_ns: int, frame_id: str, objects) -> list[dict]:
     return rows
 
 
+def make_pipeline(args: argparse.Namespace) -> Pipeline:
+    from posediff_ros.runtime import DEFAULT_MODEL, load_backend
+
+    backend = load_backend(args.backend, args.model or DEFAULT_MODEL, device=args.device)
+    # the sampler settings stored with the model, with the options given on top
+    backend.configure(backend.settings.override(
+        num_samples=args.num_samples, steps=args.steps, solver=args.solver,
+        w_schedule=args.w_schedule, w_max=args.w_max))
+    return Pipeline(backend, PipelineConfig(min_points=args.min_points,
+                                            depth_range=(args.depth_min, args.depth_max)))
+
+
 def run(args: argparse.Namespace) -> dict:
     from rclpy.serialization import serialize_message
     from rosbags.rosbag2 import StoragePlugin, Writer
@@ -151,16 +163,9 @@ def run(args: argparse.Namespace) -> dict:
     from tf2_msgs.msg import TFMessage
 
     from posediff_ros.ros import messages
-    from posediff_ros.runtime import DEFAULT_MODEL, load_backend
 
-    backend = load_backend(args.backend, args.model or DEFAULT_MODEL, device=args.device)
+    pipeline = make_pipeline(args)
     class_names = ClassNames(parse_class_aliases(args.class_aliases))
-    # the sampler settings stored with the model, with the options given on top
-    backend.configure(backend.settings.override(
-        num_samples=args.num_samples, steps=args.steps, solver=args.solver,
-        w_schedule=args.w_schedule, w_max=args.w_max))
-    pipeline = Pipeline(backend, PipelineConfig(min_points=args.min_points,
-                                                depth_range=(args.depth_min, args.depth_max)))
     class_map = parse_class_map(args.class_map)
     if not args.detections and not class_map:
         raise SystemExit("posediff-bag: give --detections TOPIC or --class-map ID:CLASS ...")

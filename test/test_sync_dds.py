@@ -91,14 +91,13 @@ def test_orbiting_camera_through_a_late_lossy_segmenter_pairs_every_frame_right(
         if n == 0 or trans_cm > 2.0 or rot_deg > 15.0 or size > 0.15:
             wrong.append((stamp, round(trans_cm, 2), round(rot_deg, 1), round(size, 3), n))
     assert not wrong, f"{len(wrong)} of {len(answered)} frames off their ground truth: {wrong}"
-    # the camera stamps depth, mask and detections of a frame alike (exact sync needs it): the
-    # stamps of all three lie on one 30 Hz grid (a re-stamped copy would sit a few ms off it),
-    # and most frames were seen on all three (this reader is best-effort too)
+    # the camera stamps depth, mask and detections of a frame alike (exact sync needs it):
+    # nearly every mask and detections stamp is a depth stamp (this reader is best-effort too,
+    # so a few are missing; a re-stamped copy would match none)
     seen = stamps.seen
-    grid = np.diff(sorted(seen["depth"] | seen["mask"] | seen["detections"]))
-    assert len(grid) > 100 and grid.min() > 20e6, grid.min()
-    common = seen["depth"] & seen["mask"] & seen["detections"]
-    assert len(common) >= 0.9 * len(seen["depth"])
+    for topic in ("mask", "detections"):
+        assert len(seen[topic]) > 100
+        assert len(seen[topic] & seen["depth"]) >= 0.9 * len(seen[topic]), topic
     # the relay's losses are counted, by topic, in /diagnostics
     mine = [s for d in diagnostics for s in d.status if s.hardware_id == f"/{NS}/posediff_node"]
     values = {kv.key: kv.value for kv in mine[-1].values}

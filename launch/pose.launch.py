@@ -2,12 +2,12 @@
 
   ros2 launch posediff_ros pose.launch.py model:=random namespace:=cam depth:=/camera/depth
   ros2 launch posediff_ros pose.launch.py managed:=true target_frame:=base_link
+  ros2 launch posediff_ros pose.launch.py segmentation:=boxes detections:=/yolo/detections \
+      class_aliases:="['41:mug', '39:bottle']"     # a box detector, no mask topic
 
 managed:=true starts it as a lifecycle node that waits for configure / activate (a lifecycle
 manager, or `ros2 lifecycle set /posediff_node configure`), so the model loads when the
 robot's bring-up says so; launch's lifecycle events reach it as a launch_ros LifecycleNode.
-  ros2 launch posediff_ros pose.launch.py segmentation:=boxes detections:=/yolo/detections \
-      class_aliases:="['41:mug', '39:bottle']"     # a box detector, no mask topic
 """
 
 from launch_ros.actions import LifecycleNode, Node

@@ -191,7 +191,7 @@ def test_cli_clear_errors(tmp_path, capsys):
 def test_boxes_segmentation_cuts_the_same_objects_as_the_masks(tmp_path):
     """--segmentation boxes: the objects cut inside the ground-truth masks' boxes lie where
     the masked ones do (centroids within 1 cm), with the same ids."""
-    from posediff_ros.cli.evaluate import cut_with_boxes
+    from posediff_ros.cli.eval_frames import cut_with_boxes
     from posediff_ros.geometry import backproject
 
     _write_synthetic(tmp_path, 3)

@@ -333,6 +333,19 @@ def cmd_collect_runs(args) -> None:
     save_json({"runs": runs, "note": args.note}, RESULTS / args.name)
 
 
+def cmd_collect_eval(args) -> None:
+    """Keep the headline numbers of posediff-eval runs (eval.json) in docs/results/: the
+    (f) section, box input vs mask input."""
+    runs = {}
+    for path in args.evals:
+        d = json.loads(Path(path).read_text())
+        runs[d.get("segmentation", "mask")] = {
+            "per_object": d["accuracy_table"]["mean"], "map": d["map_table"]["mean"],
+            "objects": d["num_objects"], "predicted": d["num_predicted"],
+            "frames": d["num_frames"], "info": d["info"], "note": d["note"]}
+    save_json({"runs": runs, "note": args.note}, RESULTS / args.name)
+
+
 def save_json(obj, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj, indent=1) + "\n")
@@ -386,6 +399,10 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("runs", nargs="+")
     c.add_argument("--name", default="runs.json")
     c.add_argument("--note", default="", help="how the runs were set up (goes into the report)")
+    v = sub.add_parser("collect-eval", help="(f) keep posediff-eval runs (mask vs boxes)")
+    v.add_argument("evals", nargs="+", help="eval.json files of posediff-eval")
+    v.add_argument("--name", default="segmentation.json")
+    v.add_argument("--note", default="", help="which data, which commands (into the report)")
     r = sub.add_parser("report", help="docs/results/*.json -> docs/RESULTS.md + plots")
     r.add_argument("--out", default="docs/RESULTS.md")
     return p
@@ -393,7 +410,7 @@ def parser() -> argparse.ArgumentParser:
 
 COMMANDS = {"measure": cmd_measure, "evaluate": cmd_measure, "symmetric": cmd_symmetric,
             "tune": cmd_tune, "collect-runs": cmd_collect_runs, "report": cmd_report,
-            "hypotheses": cmd_hypotheses}
+            "hypotheses": cmd_hypotheses, "collect-eval": cmd_collect_eval}
 
 
 def main(argv: list[str] | None = None) -> None:

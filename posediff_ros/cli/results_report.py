@@ -330,6 +330,29 @@ def hypotheses_section(h: dict) -> list[str]:
     return lines
 
 
+def segmentation_section(seg: dict) -> list[str]:
+    """The RESULTS.md section from docs/results/segmentation.json (collect-eval)."""
+    runs = seg["runs"]
+    lines = ["## (f) Box input vs mask input", "",
+             "`posediff-eval --segmentation boxes` cuts each object out of the depth inside the "
+             "2D box of its ground-truth mask (data/boxes.py: support plane and background "
+             "removed, the object's depth mode kept), as posediff_node does with "
+             "`segmentation: boxes`; `--segmentation mask` uses the masks. " + seg["note"], "",
+             "| input | 10d5cm | 5d2cm | IoU50 | mAP 10d5cm | mAP 5d2cm | objects predicted | "
+             "frames |", "|---|---|---|---|---|---|---|---|"]
+    for name, r in runs.items():
+        a, m = r["per_object"], r["map"]
+        lines.append(f"| {name} | {a['10d5cm']:.1f} | {a['5d2cm']:.1f} | {a['IoU50']:.1f} | "
+                     f"{m['10d5cm']:.1f} | {m['5d2cm']:.1f} | {r['predicted']} of "
+                     f"{r['objects']} | {r['frames']} |")
+    if {"mask", "boxes"} <= set(runs):
+        gap = runs["boxes"]["per_object"]["10d5cm"] - runs["mask"]["per_object"]["10d5cm"]
+        lines += ["", f"Per-object accuracy is the mean over classes; mAP the frame-level NOCS "
+                  f"mAP. Box input minus mask input, 10d5cm: {gap:+.1f} points (target: within "
+                  f"5 points: {'met' if abs(gap) <= 5 else 'NOT met'})."]
+    return lines + [""]
+
+
 # --- the report ----------------------------------------------------------------------------
 
 # (saved file, its section), in the report's order; a section whose file is absent is left out
@@ -341,6 +364,7 @@ SECTIONS: list[tuple[str, Callable[[dict], list[str]]]] = [
     ("sampler_selection.json", selection_section),
     ("symmetric_samples.json", symmetric_section),
     ("hypotheses.json", hypotheses_section),
+    ("segmentation.json", segmentation_section),
 ]
 
 

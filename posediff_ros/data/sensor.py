@@ -90,7 +90,7 @@ class SensorSettings:
     support_hi: float = 0.62
     p_flying: float = 0.4
     p_mixed_lost: float = 0.15
-    shadow_side: int = 1  # +1: the second view is to the right (shadow right of objects)
+    shadow_side: int = 1  # +1: 2nd view right of the reference (band left of near objects)
     shadow: bool = True
     p_dark: float = 0.2
     dark_holes: float = 0.2
@@ -140,14 +140,16 @@ def window_mixing(z: np.ndarray, label: np.ndarray, s: SensorSettings,
     pixel (object index, or negative ids for table, floor, nothing). Returns depth with NaN
     where the match fails. Neighbours are the same surface when they carry the same label and
     no depth jump separates them (a handle in front of its mug's body is a jump). Only
-    pixels whose window holds another surface are touched."""
+    pixels whose window holds another surface and an object are touched."""
     H, W = z.shape
     k = s.window_px
     r = k // 2
     zf = np.where(np.isfinite(z), z, 100.0)
     spread = ndimage.maximum_filter(zf, k) - ndimage.minimum_filter(zf, k)
-    edge = ndimage.maximum_filter(label, k) != ndimage.minimum_filter(label, k)
+    label_max = ndimage.maximum_filter(label, k)
+    edge = label_max != ndimage.minimum_filter(label, k)
     edge |= spread > _same_surface_tolerance(np.minimum(zf, 10.0), r * np.sqrt(2), fx)
+    edge &= label_max >= 0  # only where an object is in the window (what pose estimation sees)
     cand = np.flatnonzero(edge)
     out = z.astype(np.float64, copy=True)
     if len(cand) == 0:
@@ -186,20 +188,22 @@ def window_mixing(z: np.ndarray, label: np.ndarray, s: SensorSettings,
 # --- 2. occlusion shadow ---------------------------------------------------------------------
 
 
-def occlusion_shadow(z: np.ndarray, s: SensorSettings, max_shift: int = 64) -> np.ndarray:
-    """Bool mask of pixels the second view cannot see. A point at column u with disparity d
-    appears at u - side * d there; a nearer point at u + side * k hides it when its disparity
-    exceeds d by at least k."""
+def occlusion_shadow(z: np.ndarray, s: SensorSettings) -> np.ndarray:
+    """Bool mask of pixels the second view cannot see. A point at column u with disparity d(u)
+    appears at u - side * d(u) there; with side +1 a nearer point at v > u hides it when
+    d(v) - d(u) >= v - u, i.e. when g(v) = d(v) - v reaches g(u) for some v > u: one reversed
+    running maximum per row (side -1: h(v) = d(v) + v from the left)."""
     d = np.where(np.isfinite(z), s.fb_px_m / np.maximum(z, 1e-3), 0.0)
-    H, W = d.shape
-    shadow = np.zeros((H, W), dtype=bool)
-    jump = int(min(max_shift, np.ceil(d.max() - d[d > 0].min()))) if (d > 0).any() else 0
-    for k in range(1, jump + 1):
-        if s.shadow_side > 0:
-            shadow[:, :-k] |= d[:, k:] - d[:, :-k] >= k
-        else:
-            shadow[:, k:] |= d[:, :-k] - d[:, k:] >= k
-    return shadow
+    cols = np.arange(d.shape[1], dtype=np.float64)
+    if s.shadow_side > 0:
+        g = d - cols
+        after = np.maximum.accumulate(g[:, ::-1], axis=1)[:, ::-1]  # max over v >= u
+        best = np.concatenate([after[:, 1:], np.full((d.shape[0], 1), -np.inf)], axis=1)
+        return (best >= g + 0.25) & (d > 0)
+    h = d + cols
+    before = np.maximum.accumulate(h, axis=1)
+    best = np.concatenate([np.full((d.shape[0], 1), -np.inf), before[:, :-1]], axis=1)
+    return (best >= h + 0.25) & (d > 0)
 
 
 # --- 3-4. correlated noise, disparity quantisation -------------------------------------------

@@ -134,13 +134,14 @@ def report(collector, window: tuple[int, int], started: str) -> bool:
     print(f"{'id':>3} {'class':8} {'rot err deg':>11} {'trans err cm':>12} {'size err %':>10}")
     for e in compare(collector.poses[last], collector.truth[last]):
         print(f"{e.instance_id:>3} {e.class_name:8} {e.rotation_deg:11.1f} "
-              f"{e.translation_cm:12.2f} {100 * e.size_error:10.1f}")
+              f"{e.translation_cm:12.2f} {100 * e.size_error:10.1f}"
+              + ("  (handle hidden: symmetric)" if e.handle_hidden else ""))
     by_class = defaultdict(list)
     for s in stamps:
         for e in compare(collector.poses[s], collector.truth[s]):
             by_class[e.class_name].append(e)
     print(f"\nover {len(stamps)} frames (rotation about the symmetry axis ignored for "
-          "bottle, bowl, can; mugs counted asymmetric), medians:")
+          "bottle, bowl, can and mugs whose handle is hidden), medians:")
     for name, errs in sorted(by_class.items()):
         print(f"  {name:8} n={len(errs):3d}  rot {np.median([e.rotation_deg for e in errs]):6.1f}"
               f" deg  trans {np.median([e.translation_cm for e in errs]):6.2f} cm  "

@@ -4,7 +4,9 @@ with ground truth, so the whole pipeline runs without hardware.
 Publishes (relative names, all with the same stamp per frame, frame_id = `frame_id`):
   depth (16UC1 mm), color (rgb8), camera_info, mask (mono8 instance ids, 0 = background),
   detections (Detection2DArray: id = mask id, class_id = NOCS name, 2D box),
-  ground_truth (Detection3DArray of the true poses, same conventions as object_poses).
+  ground_truth (Detection3DArray of the true poses, same conventions as object_poses; a mug
+  has a second result, class_id HANDLE_VISIBLE, score 1.0 when its handle is visible and 0.0
+  when hidden: the NOCS protocol then ignores its rotation about y).
 Rendering is slow (up to ~1 s a frame), so a ring of `ring_size` scenes is rendered in a
 background thread at start and replayed at `rate` Hz with fresh stamps. With `orbit_step_deg`
 > 0 the camera moves instead: one scene seen from `ring_size` viewpoints on a circle around the
@@ -29,7 +31,7 @@ from vision_msgs.msg import (
     ObjectHypothesisWithPose,
 )
 
-from posediff_ros.categories import BY_ID
+from posediff_ros.categories import BY_ID, class_id
 from posediff_ros.ros import convert, messages
 from posediff_ros.ros.run import run_node
 
@@ -124,10 +126,21 @@ def detections_2d(header: Header, mask: np.ndarray, instances,
     return out
 
 
+HANDLE_VISIBLE = "handle_visible"  # class_id of a ground-truth mug's second result
+
+
 def ground_truth(header: Header, instances) -> Detection3DArray:
-    return Detection3DArray(header=header, detections=[
-        messages.detection(header, g.instance_id, g.class_id, g.rotation, g.translation,
-                           g.size, 1.0) for g in instances])
+    out = Detection3DArray(header=header)
+    for g in instances:
+        det = messages.detection(header, g.instance_id, g.class_id, g.rotation, g.translation,
+                                 g.size, 1.0)
+        if g.class_id == class_id("mug"):
+            det.results.append(ObjectHypothesisWithPose(
+                hypothesis=ObjectHypothesis(class_id=HANDLE_VISIBLE,
+                                            score=1.0 if g.handle_visible else 0.0),
+                pose=det.results[0].pose))
+        out.detections.append(det)
+    return out
 
 
 class SyntheticCamera(Node):

@@ -6,7 +6,14 @@ import os
 import numpy as np
 import pytest
 
-from posediff_ros.data.cache import build_cache, build_shard, load_cache, perturb_mask
+from posediff_ros.data.cache import (
+    SegmentationErrors,
+    build_cache,
+    build_shard,
+    load_cache,
+    perturb_mask,
+)
+from posediff_ros.data.synthetic import GENERATOR_VERSION
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +87,44 @@ def test_perturb_mask_erodes_dilates_and_shifts():
     sizes = [perturb_mask(mask, np.random.default_rng(s)).sum() for s in range(40)]
     assert min(sizes) < mask.sum() < max(sizes)
     assert any((perturb_mask(mask, np.random.default_rng(s)) != mask).any() for s in range(5))
+
+
+def _only(**on) -> SegmentationErrors:
+    """Segmentation errors with every kind off but the ones given."""
+    off = dict(p_erode=0.0, p_dilate=0.0, p_ragged=0.0, p_shift=0.0, p_cut=0.0)
+    return SegmentationErrors(**{**off, **on})
+
+
+def test_each_segmentation_error_does_what_it_says():
+    mask = np.zeros((80, 100), dtype=bool)
+    mask[20:60, 30:70] = True  # 1600 px
+    rng = np.random.default_rng(0)
+    dil = perturb_mask(mask, rng, _only(p_dilate=1.0, max_dilate=2))
+    assert (dil >= mask).all() and mask.sum() < dil.sum() <= (40 + 4) * (40 + 4)
+    ero = perturb_mask(mask, rng, _only(p_erode=1.0, max_erode=2))
+    assert (ero <= mask).all() and (40 - 4) ** 2 <= ero.sum() < mask.sum()
+    # ragged: the boundary moves in and out by at most ragged_px (+1 for rounding)
+    rag = perturb_mask(mask, rng, _only(p_ragged=1.0, ragged_px=2.0))
+    assert (rag & ~mask).any() and (mask & ~rag).any()
+    outer = np.zeros_like(mask)
+    outer[20 - 3:60 + 3, 30 - 3:70 + 3] = True
+    inner = np.zeros_like(mask)
+    inner[20 + 3:60 - 3, 30 + 3:70 - 3] = True
+    assert (rag <= outer).all() and (rag >= inner).all()
+    # cut: a disc removed at the boundary, never more than max_cut (+ the disc's curvature)
+    cuts = [perturb_mask(mask, np.random.default_rng(s), _only(p_cut=1.0, max_cut=0.3))
+            for s in range(20)]
+    lost = np.array([1 - c.sum() / mask.sum() for c in cuts])
+    assert all((c <= mask).all() for c in cuts)
+    assert (lost > 0).all() and lost.max() < 0.45 and lost.mean() > 0.05
+
+
+def test_ood_cache_is_marked_and_differs(tmp_path):
+    meta = build_cache(str(tmp_path / "ood"), objects=6, seed=5_000_000, workers=1,
+                       shard_size=6, n_points=64, progress=False, ood=True)
+    assert meta["ood"] is True and meta["generator_version"] == GENERATOR_VERSION
+    with pytest.raises(ValueError):  # the same directory cannot be extended in-distribution
+        build_cache(str(tmp_path / "ood"), objects=12, seed=5_000_000, workers=1,
+                    shard_size=6, n_points=64, progress=False)
+    a, b = build_shard(5_000_000, 6, 64, ood=True), build_shard(5_000_000, 6, 64)
+    assert not np.array_equal(a["sizes"], b["sizes"])

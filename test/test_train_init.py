@@ -1,0 +1,37 @@
+"""posediff-train --init: fine-tuning starts from a given model's weights (and a resumed run
+ignores it). Real training runs on a tiny real cache (test_train's fixture)."""
+
+from dataclasses import replace
+
+import torch
+from test_train import tiny
+
+from posediff_ros.cli.train import train
+from posediff_ros.model.posenet import load_model
+
+torch.set_num_threads(1)
+
+
+def _weights(path) -> dict[str, torch.Tensor]:
+    return load_model(path).state_dict()
+
+
+def test_init_starts_from_the_given_weights(tmp_path):
+    # a first model, trained a few steps
+    first = replace(tiny(tmp_path / "a", max_steps=6, eval_every=0),
+                    export=str(tmp_path / "first.json"))
+    train(first)
+    init = _weights(tmp_path / "first.json")
+    # one step at lr 0 from it: nothing moves, so the export is the init (EMA of equal weights)
+    cfg = replace(tiny(tmp_path / "b", max_steps=1, warmup_steps=1, eval_every=0, lr=0.0,
+                       min_lr=0.0), init=str(tmp_path / "first.json"),
+                  export=str(tmp_path / "tuned.json"))
+    train(cfg)
+    tuned = _weights(tmp_path / "tuned.json")
+    assert all(torch.equal(init[k], tuned[k]) for k in init)
+    # without --init the same run starts from fresh weights
+    fresh = replace(cfg, init="", out_dir=str(tmp_path / "c" / "run"),
+                    export=str(tmp_path / "fresh.json"))
+    train(fresh)
+    fresh_w = _weights(tmp_path / "fresh.json")
+    assert not all(torch.equal(init[k], fresh_w[k]) for k in init)

@@ -132,3 +132,16 @@ def test_ood_cache_is_marked_and_differs(tmp_path):
                     shard_size=6, n_points=64, progress=False)
     a, b = build_shard(5_000_000, 6, 64, ood=True), build_shard(5_000_000, 6, 64)
     assert not np.array_equal(a["sizes"], b["sizes"])
+
+
+def test_ood_one_factor_at_a_time():
+    """--ood-only sensor keeps the training shapes (same draws) and changes the depth;
+    --ood-only shapes changes the shapes."""
+    base = build_shard(5_000_001, 3, 64)
+    sensor = build_shard(5_000_001, 3, 64, ood="sensor")
+    shapes = build_shard(5_000_001, 3, 64, ood="shapes")
+    np.testing.assert_array_equal(sensor["sizes"][:1], base["sizes"][:1])
+    assert not np.array_equal(sensor["points"][:1], base["points"][:1])
+    assert not np.array_equal(shapes["sizes"][:1], base["sizes"][:1])
+    with pytest.raises(ValueError):
+        build_shard(5_000_001, 3, 64, ood="lighting")

@@ -111,17 +111,24 @@ def perturb_mask(mask: np.ndarray, rng: np.random.Generator,
     return out
 
 
+OOD_FACTORS = ("shapes", "camera", "sensor", "masks")
+
+
 def build_shard(seed: int, n_objects: int, n_points: int = 1024,
-                ood: bool = False) -> dict[str, np.ndarray]:
+                ood: bool | str = False) -> dict[str, np.ndarray]:
     """`n_objects` training samples from frames rendered with generator seed `seed`; `ood`:
-    everything drawn from the widened out-of-distribution ranges."""
+    True draws everything from the widened out-of-distribution ranges, one of OOD_FACTORS
+    only that factor (to see which one a model does not generalise over)."""
+    if ood not in (True, False, *OOD_FACTORS):
+        raise ValueError(f"ood must be a bool or one of {OOD_FACTORS}, not {ood!r}")
+    wide = {f: ood is True or ood == f for f in OOD_FACTORS}
     rng = np.random.default_rng(seed)
-    seg = SegmentationErrors().widened() if ood else SegmentationErrors()
+    seg = SegmentationErrors().widened() if wide["masks"] else SegmentationErrors()
     out: dict[str, list] = {k: [] for k in FIELDS}
     while len(out["class_ids"]) < n_objects:
-        scene = make_scene(rng, ood=ood)
-        cam = sample_camera(rng, ood=ood)
-        frame = render_frame(scene, cam, rng, noise=draw_settings(rng, ood=ood),
+        scene = make_scene(rng, ood=wide["shapes"])
+        cam = sample_camera(rng, ood=wide["camera"])
+        frame = render_frame(scene, cam, rng, noise=draw_settings(rng, ood=wide["sensor"]),
                              with_color=False, with_coord=False)
         for inst in frame.instances:
             if len(out["class_ids"]) >= n_objects or inst.visible_pixels < MIN_VISIBLE_PIXELS:
@@ -151,7 +158,7 @@ def shard_path(out_dir: str, k: int) -> str:
     return os.path.join(out_dir, f"shard_{k:05d}.npz")
 
 
-def _build_one(args: tuple[str, int, int, int, int, bool]) -> tuple[int, int]:
+def _build_one(args: tuple[str, int, int, int, int, bool | str]) -> tuple[int, int]:
     out_dir, k, seed, n, n_points, ood = args
     path = shard_path(out_dir, k)
     data = build_shard(seed, n, n_points, ood)
@@ -162,7 +169,7 @@ def _build_one(args: tuple[str, int, int, int, int, bool]) -> tuple[int, int]:
 
 
 def write_meta(out_dir: str, seed: int, shard_size: int, n_points: int,
-               ood: bool = False) -> dict:
+               ood: bool | str = False) -> dict:
     """meta.json from the shards on disk (so it is right after any resumed build)."""
     shards = sorted(glob.glob(os.path.join(out_dir, "shard_*.npz")))
     counts, class_counts = {}, np.zeros(7, dtype=np.int64)
@@ -190,7 +197,7 @@ def write_meta(out_dir: str, seed: int, shard_size: int, n_points: int,
 
 def build_cache(out_dir: str, objects: int, seed: int = 0, workers: int = 2,
                 shard_size: int = 500, n_points: int = 1024, progress: bool = True,
-                ood: bool = False) -> dict:
+                ood: bool | str = False) -> dict:
     """Build (or complete) a cache of `objects` samples; returns the meta dict."""
     os.makedirs(out_dir, exist_ok=True)
     meta_path = os.path.join(out_dir, "meta.json")
@@ -275,9 +282,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ood", action="store_true",
                     help="out-of-distribution split: widened shape, camera, sensor and "
                          "segmentation ranges (docs/DATA.md)")
+    ap.add_argument("--ood-only", choices=OOD_FACTORS, default=None,
+                    help="widen only this factor (diagnosis of which one a model fails on)")
     a = ap.parse_args(argv)
     meta = build_cache(a.out, a.objects, a.seed, a.workers, a.shard_size, a.points,
-                       ood=a.ood)
+                       ood=a.ood_only or a.ood)
     print(f"{a.out}: {meta['num_objects']} objects in {meta['num_shards']} shards")
 
 

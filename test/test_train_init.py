@@ -35,3 +35,14 @@ def test_init_starts_from_the_given_weights(tmp_path):
     train(fresh)
     fresh_w = _weights(tmp_path / "fresh.json")
     assert not all(torch.equal(init[k], fresh_w[k]) for k in init)
+
+
+def test_class_weights_override_the_asymmetric_oversampling():
+    from posediff_ros.cli.train import TrainConfig, draw_weights
+
+    ids = torch.tensor([1, 2, 3, 4, 5, 6])  # bottle bowl camera can laptop mug
+    plain = draw_weights(ids, TrainConfig(oversample_asymmetric=2.0))
+    assert plain.tolist() == [1.0, 1.0, 2.0, 1.0, 2.0, 2.0]
+    custom = draw_weights(ids, TrainConfig(oversample_asymmetric=2.0,
+                                           class_weights="camera=4, bottle=0.5"))
+    assert custom.tolist() == [0.5, 1.0, 4.0, 1.0, 2.0, 2.0]

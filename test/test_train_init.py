@@ -46,3 +46,15 @@ def test_class_weights_override_the_asymmetric_oversampling():
     custom = draw_weights(ids, TrainConfig(oversample_asymmetric=2.0,
                                            class_weights="camera=4, bottle=0.5"))
     assert custom.tolist() == [0.5, 1.0, 4.0, 1.0, 2.0, 2.0]
+
+
+def test_several_training_caches_are_joined(tmp_path):
+    from posediff_ros.cli.train import load_split
+    from test_train import write_cache
+
+    a = write_cache(tmp_path / "a", 5, seed=3)
+    b = write_cache(tmp_path / "b", 7, seed=4)
+    joined = load_split(f"{a},{b}")
+    assert len(joined) == 12 and joined.seeds == [[3, 3], [4, 4]]
+    torch.testing.assert_close(joined.points[5:], load_split(str(b)).points)
+    assert len(load_split(f"{a},{b}", limit=4)) == 8  # the limit applies to each

@@ -114,11 +114,12 @@ def perturb_mask(mask: np.ndarray, rng: np.random.Generator,
 OOD_FACTORS = ("shapes", "camera", "sensor", "masks")
 
 
-def build_shard(seed: int, n_objects: int, n_points: int = 1024,
-                ood: bool | str = False) -> dict[str, np.ndarray]:
+def build_shard(seed: int, n_objects: int, n_points: int = 1024, ood: bool | str = False,
+                class_weights: tuple[float, ...] | None = None) -> dict[str, np.ndarray]:
     """`n_objects` training samples from frames rendered with generator seed `seed`; `ood`:
     True draws everything from the widened out-of-distribution ranges, one of OOD_FACTORS
-    only that factor (to see which one a model does not generalise over)."""
+    only that factor (to see which one a model does not generalise over); `class_weights`
+    (6, NOCS order): how often each class is put in a scene (default: equally)."""
     if ood not in (True, False, *OOD_FACTORS):
         raise ValueError(f"ood must be a bool or one of {OOD_FACTORS}, not {ood!r}")
     wide = {f: ood is True or ood == f for f in OOD_FACTORS}
@@ -126,7 +127,7 @@ def build_shard(seed: int, n_objects: int, n_points: int = 1024,
     seg = SegmentationErrors().widened() if wide["masks"] else SegmentationErrors()
     out: dict[str, list] = {k: [] for k in FIELDS}
     while len(out["class_ids"]) < n_objects:
-        scene = make_scene(rng, ood=wide["shapes"])
+        scene = make_scene(rng, class_weights=class_weights, ood=wide["shapes"])
         cam = sample_camera(rng, ood=wide["camera"])
         frame = render_frame(scene, cam, rng, noise=draw_settings(rng, ood=wide["sensor"]),
                              with_color=False, with_coord=False)
@@ -158,10 +159,10 @@ def shard_path(out_dir: str, k: int) -> str:
     return os.path.join(out_dir, f"shard_{k:05d}.npz")
 
 
-def _build_one(args: tuple[str, int, int, int, int, bool | str]) -> tuple[int, int]:
-    out_dir, k, seed, n, n_points, ood = args
+def _build_one(args: tuple) -> tuple[int, int]:
+    out_dir, k, seed, n, n_points, ood, class_weights = args
     path = shard_path(out_dir, k)
-    data = build_shard(seed, n, n_points, ood)
+    data = build_shard(seed, n, n_points, ood, class_weights)
     tmp = os.path.join(out_dir, f"tmp{os.getpid()}_{k:05d}.npz")  # not matched by shard_*
     np.savez(tmp, **data)
     os.replace(tmp, path)  # atomic: a shard file is either complete or absent
@@ -169,7 +170,7 @@ def _build_one(args: tuple[str, int, int, int, int, bool | str]) -> tuple[int, i
 
 
 def write_meta(out_dir: str, seed: int, shard_size: int, n_points: int,
-               ood: bool | str = False) -> dict:
+               ood: bool | str = False, class_weights: tuple | None = None) -> dict:
     """meta.json from the shards on disk (so it is right after any resumed build)."""
     shards = sorted(glob.glob(os.path.join(out_dir, "shard_*.npz")))
     counts, class_counts = {}, np.zeros(7, dtype=np.int64)
@@ -181,6 +182,7 @@ def write_meta(out_dir: str, seed: int, shard_size: int, n_points: int,
     meta = {
         "generator_version": GENERATOR_VERSION,
         "ood": ood,
+        **({"class_weights": list(class_weights)} if class_weights else {}),
         "seed_base": seed,
         "seed_range": [seed + min(ks), seed + max(ks)] if ks else [],
         "shard_size": shard_size,
@@ -197,24 +199,25 @@ def write_meta(out_dir: str, seed: int, shard_size: int, n_points: int,
 
 def build_cache(out_dir: str, objects: int, seed: int = 0, workers: int = 2,
                 shard_size: int = 500, n_points: int = 1024, progress: bool = True,
-                ood: bool | str = False) -> dict:
+                ood: bool | str = False, class_weights: tuple | None = None) -> dict:
     """Build (or complete) a cache of `objects` samples; returns the meta dict."""
     os.makedirs(out_dir, exist_ok=True)
     meta_path = os.path.join(out_dir, "meta.json")
     if os.path.exists(meta_path):
         with open(meta_path) as f:
             old = json.load(f)
-        settings = (seed, shard_size, n_points, ood, GENERATOR_VERSION)
+        weights = list(class_weights) if class_weights else None
+        settings = (seed, shard_size, n_points, ood, GENERATOR_VERSION, weights)
         if (old["seed_base"], old["shard_size"], old["num_points"], old.get("ood", False),
-                old.get("generator_version")) != settings:
+                old.get("generator_version"), old.get("class_weights")) != settings:
             raise ValueError(f"{out_dir} was built with other settings: {old}")
     n_shards = -(-objects // shard_size)
     jobs = []
     for k in range(n_shards):
         n = min(shard_size, objects - k * shard_size)
         if not os.path.exists(shard_path(out_dir, k)):
-            jobs.append((out_dir, k, seed + k, n, n_points, ood))
-    write_meta(out_dir, seed, shard_size, n_points, ood)
+            jobs.append((out_dir, k, seed + k, n, n_points, ood, class_weights))
+    write_meta(out_dir, seed, shard_size, n_points, ood, class_weights)
     from tqdm import tqdm
 
     bar = tqdm(total=sum(j[3] for j in jobs), unit="obj", disable=not progress)
@@ -229,9 +232,9 @@ def build_cache(out_dir: str, objects: int, seed: int = 0, workers: int = 2,
             for i, (_, n) in enumerate(pool.imap_unordered(_build_one, jobs)):
                 bar.update(n)
                 if i % 10 == 9:  # keep meta.json current while a long build runs
-                    write_meta(out_dir, seed, shard_size, n_points, ood)
+                    write_meta(out_dir, seed, shard_size, n_points, ood, class_weights)
     bar.close()
-    meta = write_meta(out_dir, seed, shard_size, n_points, ood)
+    meta = write_meta(out_dir, seed, shard_size, n_points, ood, class_weights)
     if progress and jobs:
         done = sum(j[3] for j in jobs)
         dt = time.time() - t0
@@ -284,9 +287,15 @@ def main(argv: list[str] | None = None) -> None:
                          "segmentation ranges (docs/DATA.md)")
     ap.add_argument("--ood-only", choices=OOD_FACTORS, default=None,
                     help="widen only this factor (diagnosis of which one a model fails on)")
+    ap.add_argument("--class-weights", default="",
+                    help="6 comma-separated weights (bottle,bowl,camera,can,laptop,mug): how "
+                         "often each class is put in a scene; default equal")
     a = ap.parse_args(argv)
+    weights = tuple(float(w) for w in a.class_weights.split(",")) if a.class_weights else None
+    if weights is not None and len(weights) != 6:
+        ap.error("--class-weights needs 6 numbers")
     meta = build_cache(a.out, a.objects, a.seed, a.workers, a.shard_size, a.points,
-                       ood=a.ood_only or a.ood)
+                       ood=a.ood_only or a.ood, class_weights=weights)
     print(f"{a.out}: {meta['num_objects']} objects in {meta['num_shards']} shards")
 
 

@@ -17,23 +17,21 @@ def _weights(path) -> dict[str, torch.Tensor]:
 
 
 def test_init_starts_from_the_given_weights(tmp_path):
-    # a first model, trained a few steps
-    first = replace(tiny(tmp_path / "a", max_steps=6, eval_every=0),
-                    export=str(tmp_path / "first.json"))
+    # a first model, trained a few steps (a run writes <out_dir>/model.json)
+    first = tiny(tmp_path / "a", max_steps=6, eval_every=0)
     train(first)
-    init = _weights(tmp_path / "first.json")
-    # one step at lr 0 from it: nothing moves, so the export is the init (EMA of equal weights)
+    first_json = f"{first.out_dir}/model.json"
+    init = _weights(first_json)
+    # one step at lr 0 from it: nothing moves, so the model is the init (EMA of equal weights)
     cfg = replace(tiny(tmp_path / "b", max_steps=1, warmup_steps=1, eval_every=0, lr=0.0,
-                       min_lr=0.0), init=str(tmp_path / "first.json"),
-                  export=str(tmp_path / "tuned.json"))
+                       min_lr=0.0), init=first_json)
     train(cfg)
-    tuned = _weights(tmp_path / "tuned.json")
+    tuned = _weights(f"{cfg.out_dir}/model.json")
     assert all(torch.equal(init[k], tuned[k]) for k in init)
     # without --init the same run starts from fresh weights
-    fresh = replace(cfg, init="", out_dir=str(tmp_path / "c" / "run"),
-                    export=str(tmp_path / "fresh.json"))
+    fresh = replace(cfg, init="", out_dir=str(tmp_path / "c" / "run"))
     train(fresh)
-    fresh_w = _weights(tmp_path / "fresh.json")
+    fresh_w = _weights(f"{fresh.out_dir}/model.json")
     assert not all(torch.equal(init[k], fresh_w[k]) for k in init)
 
 
@@ -49,8 +47,9 @@ def test_class_weights_override_the_asymmetric_oversampling():
 
 
 def test_several_training_caches_are_joined(tmp_path):
-    from posediff_ros.cli.train import load_split
     from test_train import write_cache
+
+    from posediff_ros.cli.train import load_split
 
     a = write_cache(tmp_path / "a", 5, seed=3)
     b = write_cache(tmp_path / "b", 7, seed=4)

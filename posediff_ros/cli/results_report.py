@@ -353,6 +353,35 @@ def segmentation_section(seg: dict) -> list[str]:
     return lines + [""]
 
 
+def splits_section(sp: dict) -> list[str]:
+    """The RESULTS.md section from docs/results/splits.json: per split, per class, each model."""
+    names = list(sp["models"])
+    lines = ["## (g) Previous and new model on in- and out-of-distribution test splits", "",
+             "One sample with each model's stored sampler default (the regression head in "
+             "brackets), ground-truth masks, % of objects; models: "
+             + ", ".join(f"{n} = `{p}`" for n, p in sp["models"].items())
+             + ". The splits and how they differ from training: docs/DATA.md. "
+             + sp.get("note", ""), ""]
+    for split, e in sp["splits"].items():
+        lines += [f"**{split}**: `{e['path']}`, generator {e['generator']}, "
+                  f"{'out of distribution (' + str(e['ood']) + '), ' if e['ood'] else ''}"
+                  f"{e['objects']} objects, seeds {e['seeds']}", "",
+                  "| class | " + " | ".join(f"{n} 10d5cm | {n} 5d2cm | {n} IoU50" for n in names)
+                  + " | n |", "|---" * (3 * len(names) + 2) + "|"]
+        first = e["results"][names[0]]["sample"]
+        for c in [*NAMES, "mean"]:
+            if c not in first:
+                continue
+            cells = []
+            for n in names:
+                smp, reg = e["results"][n]["sample"][c], e["results"][n]["regression"][c]
+                cells += [f"{smp['10d5cm']:.1f} ({reg['10d5cm']:.1f})",
+                          f"{smp['5d2cm']:.1f} ({reg['5d2cm']:.1f})", f"{smp['IoU50']:.1f}"]
+            lines.append(f"| {c} | " + " | ".join(cells) + f" | {first[c].get('n', '')} |")
+        lines.append("")
+    return lines
+
+
 # --- the report ----------------------------------------------------------------------------
 
 # (saved file, its section), in the report's order; a section whose file is absent is left out
@@ -365,6 +394,7 @@ SECTIONS: list[tuple[str, Callable[[dict], list[str]]]] = [
     ("symmetric_samples.json", symmetric_section),
     ("hypotheses.json", hypotheses_section),
     ("segmentation.json", segmentation_section),
+    ("splits.json", splits_section),
 ]
 
 

@@ -160,7 +160,9 @@ def shard_path(out_dir: str, k: int) -> str:
 
 
 def _build_one(args: tuple) -> tuple[int, int]:
-    out_dir, k, seed, n, n_points, ood, class_weights = args
+    """(out_dir, k, seed, n, n_points[, ood[, class_weights]]) -> (k, objects written)."""
+    out_dir, k, seed, n, n_points, *rest = args
+    ood, class_weights = (*rest, False, None)[:2]
     path = shard_path(out_dir, k)
     data = build_shard(seed, n, n_points, ood, class_weights)
     tmp = os.path.join(out_dir, f"tmp{os.getpid()}_{k:05d}.npz")  # not matched by shard_*

@@ -4,7 +4,7 @@ same segmentation errors as training, one prediction per object with the model's
 sampler defaults through the torch backend, NOCS metrics (mean over classes).
 
 Thresholds are not tuned on this set: they are the documented per-class accuracies of the
-1500-object test cache of this generator (docs/RESULTS.md f) minus 3 standard errors of a
+1500-object test cache of this generator (docs/RESULTS.md g) minus 3 standard errors of a
 mean-over-classes accuracy measured on this set's per-class counts:
     se = sqrt(sum_c p_c (1 - p_c) / n_c) / C.
 A model as good as documented passes with probability > 99.8 %; one that lost ~3 se
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow  # ~30 s of rendering on a cold run, 3-5 s warm
 SEEDS = range(2_000_000, 2_000_005)  # the test range of README's posediff-cache commands
 PER_SEED = 60
 NUM_POINTS = 256
-# docs/RESULTS.md (f), the bundled model on "new generator, in distribution" (data/cache_test_v2,
+# docs/RESULTS.md (g), the bundled model on "new generator, in distribution" (data/cache_test_v2,
 # the same generator and seed range as this set), per class: 10d5cm, 5d2cm in %. (Section (a)
 # is the previous generator's test split, which this test can no longer render.)
 DOCUMENTED = {"bottle": (93.9, 63.7), "bowl": (95.9, 88.4), "camera": (36.4, 15.6),

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 ONE_WHEEL = pytest.mark.xdist_group("packaging_wheel")  # built once per worker that needs it
 PACKAGE_FILES = ["setup.py", "setup.cfg", "package.xml", "LICENSE", "pytest.ini", "resource",
                  "launch", "config", "models", "posediff_ros", "test"]
-EXECUTABLES = {"posediff_node", "synthetic_camera", "posediff-demo", "posediff-bag",
+EXECUTABLES = {"posediff_node", "synthetic_camera", "lossy_relay", "posediff-demo", "posediff-bag",
                "posediff-eval", "posediff-train", "posediff-results", "posediff-export",
                "posediff-bench", "posediff-generate", "posediff-cache", "posediff-soak"}
 SHARE = {"package.xml", "LICENSE", "launch/pose.launch.py", "launch/demo.launch.py",

@@ -2,7 +2,13 @@
 table at 30 Hz (so a frame paired with another frame's mask is visibly wrong), the lossy relay
 holding mask and detections back 30-80 ms and losing 5 % of every input topic, posediff_node
 with the bundled model. Every answered frame's poses must match that frame's ground truth
-within the end-to-end tolerances (test_node_e2e), and the drops must show in /diagnostics."""
+within the end-to-end tolerances (test_node_e2e), and the drops must show in /diagnostics.
+
+The scene (seed 9: mug, bowl, bottle) is one the model itself gets right from every viewpoint
+of the orbit, so an error here is a pairing error: offline, over 3 point subsets x 14 views,
+the per-frame median error is at most 2.2 deg / 1.1 cm with the right mask, while the mask of
+2 or 3 frames earlier (a segmenter 30-80 ms behind at 30 Hz) fails the tolerances in 10 of 12
+and 11 of 11 views. (Seed 4 has two mugs whose handle side flips in one view: a model error.)"""
 
 import subprocess
 from pathlib import Path
@@ -58,7 +64,7 @@ def test_orbiting_camera_through_a_late_lossy_segmenter_pairs_every_frame_right(
     from posediff_ros.ros.collector import Collector
 
     camera = start("posediff_ros.ros.synthetic_camera", "rate:=30.0", "orbit_step_deg:=8.0",
-                   "ring_size:=14", "num_objects:=3", "width:=320", "height:=240", "seed:=4",
+                   "ring_size:=14", "num_objects:=3", "width:=320", "height:=240", "seed:=9",
                    namespace=f"{NS}/in")
     relay = start("posediff_ros.ros.relay", "seed:=1", namespace=NS)
     node = start("posediff_ros.ros.node", "min_points:=30", "publish_tf:=false",

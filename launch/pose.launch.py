@@ -2,6 +2,8 @@
 
   ros2 launch posediff_ros pose.launch.py model:=random namespace:=cam depth:=/camera/depth
   ros2 launch posediff_ros pose.launch.py managed:=true target_frame:=base_link
+  ros2 launch posediff_ros pose.launch.py segmentation:=boxes detections:=/yolo/detections \
+      class_aliases:="['41:mug', '39:bottle']"     # a box detector, no mask topic
 
 managed:=true starts it as a lifecycle node that waits for configure / activate (a lifecycle
 manager, or `ros2 lifecycle set /posediff_node configure`), so the model loads when the
@@ -37,6 +39,17 @@ def generate_launch_description() -> LaunchDescription:
                               description="node parameters (YAML)"),
         DeclareLaunchArgument("class_source", default_value="detections",
                               description="detections | parameter | color_mask"),
+        DeclareLaunchArgument("segmentation", default_value="mask",
+                              description="mask | boxes (no mask topic: each object cut out "
+                                          "of the depth inside its detection box)"),
+        DeclareLaunchArgument("class_aliases", default_value="['']",
+                              description="detector class names -> NOCS classes on top of "
+                                          "the defaults, e.g. \"['41:mug', 'tumbler:mug']\""),
+        DeclareLaunchArgument("sync", default_value="exact",
+                              description="exact (identical stamps) | approximate (within "
+                                          "slop, for sources that re-stamp)"),
+        DeclareLaunchArgument("slop", default_value="0.02",
+                              description="approximate sync: max stamp difference (s)"),
         DeclareLaunchArgument("publish_overlay", default_value="false",
                               description="publish boxes drawn on the colour image"),
         DeclareLaunchArgument("managed", default_value="false",
@@ -63,6 +76,10 @@ def generate_launch_description() -> LaunchDescription:
             "backend": ParameterValue(LaunchConfiguration("backend"), value_type=str),
             "device": ParameterValue(LaunchConfiguration("device"), value_type=str),
             "class_source": ParameterValue(LaunchConfiguration("class_source"), value_type=str),
+            "segmentation": ParameterValue(LaunchConfiguration("segmentation"), value_type=str),
+            "class_aliases": LaunchConfiguration("class_aliases"),  # YAML: a list of strings
+            "sync": ParameterValue(LaunchConfiguration("sync"), value_type=str),
+            "slop": ParameterValue(LaunchConfiguration("slop"), value_type=float),
             "publish_overlay": LaunchConfiguration("publish_overlay"),
             "target_frame": ParameterValue(LaunchConfiguration("target_frame"), value_type=str),
             "managed": ParameterValue(managed, value_type=bool),

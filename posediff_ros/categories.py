@@ -43,3 +43,44 @@ def is_symmetric(cls_id: int, handle_visible: bool = True) -> bool:
     if cls_id == BY_NAME["mug"].id:
         return not handle_visible
     return BY_ID[cls_id].y_symmetric
+
+
+# Class names as detectors and segmenters write them (COCO, Objects365, LVIS, open-vocabulary
+# prompts) -> NOCS category. Keys are normalised (see normalise_class_name).
+DEFAULT_ALIASES: dict[str, str] = {
+    "cup": "mug", "coffee cup": "mug", "coffee mug": "mug", "tea cup": "mug", "teacup": "mug",
+    "water bottle": "bottle", "beer bottle": "bottle", "wine bottle": "bottle",
+    "plastic bottle": "bottle", "soup bowl": "bowl", "mixing bowl": "bowl",
+    "laptop computer": "laptop", "notebook computer": "laptop",
+    "digital camera": "camera", "camcorder": "camera",
+    "tin can": "can", "tin": "can", "soda can": "can", "beer can": "can", "canned": "can",
+    "drink can": "can",
+}
+
+
+def normalise_class_name(text: str) -> str:
+    """'Coffee_Cup ' -> 'coffee cup': case, '_' / '-' and repeated spaces do not matter."""
+    return " ".join(text.replace("_", " ").replace("-", " ").lower().split())
+
+
+class ClassNames:
+    """Class names from the wire -> NOCS class ids: `aliases` (on top of DEFAULT_ALIASES),
+    the NOCS names, and the NOCS numbers 1..6, all case-insensitive. Unknown names give None
+    and are counted in `unknown` (bounded: names come from the wire)."""
+
+    MAX_NAMES = 64
+
+    def __init__(self, aliases: dict[str, int] | None = None, defaults: bool = True):
+        self.table: dict[str, int] = {n: BY_NAME[c].id for n, c in DEFAULT_ALIASES.items()} \
+            if defaults else {}
+        self.table.update({c.name: c.id for c in CATEGORIES})
+        self.table.update({str(c.id): c.id for c in CATEGORIES})
+        self.table.update({normalise_class_name(k): v for k, v in (aliases or {}).items()})
+        self.unknown: dict[str, int] = {}
+
+    def resolve(self, text: str) -> int | None:
+        cls = self.table.get(normalise_class_name(text))
+        if cls is None:
+            key = text if text in self.unknown or len(self.unknown) < self.MAX_NAMES else "..."
+            self.unknown[key] = self.unknown.get(key, 0) + 1
+        return cls

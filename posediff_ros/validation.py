@@ -28,29 +28,3 @@ def limit_objects(ids: list[int], max_objects: int) -> tuple[list[int], list[int
     if max_objects <= 0 or len(ids) <= max_objects:
         return list(ids), []
     return list(ids[:max_objects]), list(ids[max_objects:])
-
-
-class StampOrder:
-    """Per-topic stamp monotonicity: a duplicate or older stamp is rejected (it would pair
-    with a stale partner and publish poses back in time), unless time jumped back by more
-    than `reset_s` (camera restarted, bag looped, simulated time reset): then start over."""
-
-    def __init__(self, reset_s: float = 2.0):
-        self.reset_ns = int(reset_s * 1e9)
-        self.last: dict[str, int] = {}
-
-    def check(self, topic: str, stamp_ns: int) -> tuple[str | None, bool]:
-        """(problem or None, reset): problem set = drop the message; reset = time jumped
-        back, the caller should clear what it buffered."""
-        last = self.last.get(topic)
-        if last is None or stamp_ns > last:
-            self.last[topic] = stamp_ns
-            return None, False
-        if stamp_ns == last:
-            return f"duplicate stamp {stamp_ns / 1e9:.6f} s on {topic}: message dropped", False
-        if last - stamp_ns > self.reset_ns:
-            self.last = {topic: stamp_ns}
-            return None, True
-        return (f"out-of-order stamp on {topic}: {stamp_ns / 1e9:.6f} s after "
-                f"{last / 1e9:.6f} s ({(last - stamp_ns) / 1e6:.1f} ms older): message "
-                f"dropped"), False

@@ -2,6 +2,9 @@
 
 Set here (and in scripts/test.sh) before anything imports rclpy, so parallel runs on one
 machine never see each other's topics. Subprocesses started by tests inherit the same values.
+Under pytest-xdist each worker gets its own domain too: ROS_DOMAIN_ID of the run (the base)
+plus the worker's index (gw0 -> base, gw1 -> base + 1, ...), so a run with base B and n
+workers uses B .. B + n - 1; give parallel runs bases at least n apart.
 """
 
 import os
@@ -15,9 +18,23 @@ import pytest
 
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(100, 199)))
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+_worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+if _worker.startswith("gw"):
+    # workers share the cores: one compute thread each (also for the nodes they start)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ["ROS_DOMAIN_ID"] = str(int(os.environ["ROS_DOMAIN_ID"]) + int(_worker[2:]))
+    if int(os.environ["ROS_DOMAIN_ID"]) > 232:
+        raise RuntimeError(f"ROS_DOMAIN_ID {os.environ['ROS_DOMAIN_ID']} of xdist worker "
+                           f"{_worker} is above 232 (Fast DDS ports): use a smaller base")
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
+
+
+def pytest_addoption(parser):
+    parser.addoption("--capability", default=None,
+                     help="the ATEN_CPU_CAPABILITY this run was started with (set by "
+                          "test_backends.py::test_parity_under_other_cpu_kernels)")
 
 
 def ros2_cli() -> str | None:

@@ -29,7 +29,9 @@ def scenes():
     return [render_scene(rng, num_objects=2) for _ in range(2)]
 
 
-def write_input_bag(path, scenes, storage):
+def write_input_bag(path, scenes, storage, mask_offset_ns=0):
+    """Depth, mask, camera_info and detections of FRAMES frames, one stamp per frame (the
+    mask `mask_offset_ns` later: a segmenter that re-stamps)."""
     store = bag.typestore_with()
     start = 1_700_000_000_000_000_000
     with Writer(path, version=8, storage_plugin=storage) as writer:
@@ -50,9 +52,8 @@ def write_input_bag(path, scenes, storage):
             msgs = {
                 "camera_info": camera_info(frame.K, w, h, header),
                 "depth": convert.numpy_to_image(frame.depth, "16UC1", header=header),
-                # the mask arrives 3 ms later with its own stamp: approximate sync
                 "mask": convert.numpy_to_image(mask, "mono8", header=Header(
-                    stamp=convert.ns_to_stamp(t + 3_000_000), frame_id="cam")),
+                    stamp=convert.ns_to_stamp(t + mask_offset_ns), frame_id="cam")),
                 "detections": detections_2d(header, mask, frame.instances),
             }
             for k, (name, msg) in enumerate(msgs.items()):
@@ -60,14 +61,20 @@ def write_input_bag(path, scenes, storage):
     return stamps
 
 
-@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
-def test_bag_round_trip(tmp_path, scenes, storage):
+@pytest.mark.parametrize("storage, options", [
+    ("mcap", []),  # exact stamps
+    ("sqlite3", ["--sync", "approximate", "--slop", "0.01"]),  # the mask re-stamped 3 ms later
+    ("mcap", ["--segmentation", "boxes"]),  # no mask: the objects cut out inside the boxes
+])
+def test_bag_round_trip(tmp_path, scenes, storage, options):
     plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
-    stamps = write_input_bag(tmp_path / "in", scenes, plugin)
+    offset = 3_000_000 if "approximate" in options else 0
+    stamps = write_input_bag(tmp_path / "in", scenes, plugin, mask_offset_ns=offset)
     out = tmp_path / "out"
-    rc = bag.main([str(tmp_path / "in"), str(out), "--depth", "/cam/depth", "--mask", "/cam/mask",
+    mask = [] if "boxes" in options else ["--mask", "/cam/mask"]
+    rc = bag.main([str(tmp_path / "in"), str(out), "--depth", "/cam/depth", *mask,
                    "--camera-info", "/cam/camera_info", "--detections", "/cam/detections",
-                   "--model", "random", "--min-points", "30", "--storage", storage])
+                   "--model", "random", "--min-points", "30", "--storage", storage, *options])
     assert rc == 0
     results = []
     tf_count = 0
@@ -107,3 +114,16 @@ def test_missing_topic_is_a_clear_error(tmp_path, scenes):
          "--class-map", "1:mug", "--model", "random"], capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0
     assert "topics not in the bag: ['/nope']" in proc.stderr + proc.stdout
+
+
+def test_exact_pairing_refuses_re_stamped_masks(tmp_path, scenes, capsys):
+    """A mask stamped 3 ms after its depth never pairs exactly: no frame, and the summary
+    says which topic the frames were missing."""
+    write_input_bag(tmp_path / "in", scenes, StoragePlugin.MCAP, mask_offset_ns=3_000_000)
+    rc = bag.main([str(tmp_path / "in"), str(tmp_path / "out"), "--depth", "/cam/depth",
+                   "--mask", "/cam/mask", "--camera-info", "/cam/camera_info",
+                   "--detections", "/cam/detections", "--model", "random"])
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rc == 1 and summary["frames"] == 0
+    assert summary["sync"]["frames dropped, missing topic"] == \
+        "/cam/depth 3, /cam/detections 3, /cam/mask 3"  # mask alone; depth + detections

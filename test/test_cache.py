@@ -6,7 +6,14 @@ import os
 import numpy as np
 import pytest
 
-from posediff_ros.data.cache import build_cache, build_shard, load_cache, perturb_mask
+from posediff_ros.data.cache import (
+    SegmentationErrors,
+    build_cache,
+    build_shard,
+    load_cache,
+    perturb_mask,
+)
+from posediff_ros.data.synthetic import GENERATOR_VERSION
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +87,61 @@ def test_perturb_mask_erodes_dilates_and_shifts():
     sizes = [perturb_mask(mask, np.random.default_rng(s)).sum() for s in range(40)]
     assert min(sizes) < mask.sum() < max(sizes)
     assert any((perturb_mask(mask, np.random.default_rng(s)) != mask).any() for s in range(5))
+
+
+def _only(**on) -> SegmentationErrors:
+    """Segmentation errors with every kind off but the ones given."""
+    off = dict(p_erode=0.0, p_dilate=0.0, p_ragged=0.0, p_shift=0.0, p_cut=0.0)
+    return SegmentationErrors(**{**off, **on})
+
+
+def test_each_segmentation_error_does_what_it_says():
+    mask = np.zeros((80, 100), dtype=bool)
+    mask[20:60, 30:70] = True  # 1600 px
+    rng = np.random.default_rng(0)
+    dil = perturb_mask(mask, rng, _only(p_dilate=1.0, max_dilate=2))
+    assert (dil >= mask).all() and mask.sum() < dil.sum() <= (40 + 4) * (40 + 4)
+    ero = perturb_mask(mask, rng, _only(p_erode=1.0, max_erode=2))
+    assert (ero <= mask).all() and (40 - 4) ** 2 <= ero.sum() < mask.sum()
+    # ragged: the boundary moves in and out by at most ragged_px (+1 for rounding)
+    outer = np.zeros_like(mask)
+    outer[20 - 3:60 + 3, 30 - 3:70 + 3] = True
+    inner = np.zeros_like(mask)
+    inner[20 + 3:60 - 3, 30 + 3:70 - 3] = True
+    moved_out = moved_in = 0
+    for seed in range(20):
+        rag = perturb_mask(mask, np.random.default_rng(seed), _only(p_ragged=1.0, ragged_px=2.0))
+        moved_out += (rag & ~mask).any()
+        moved_in += (mask & ~rag).any()
+        assert (rag <= outer).all() and (rag >= inner).all(), seed
+    assert moved_out > 10 and moved_in > 10
+    # cut: a disc removed at the boundary, never more than max_cut (+ the disc's curvature)
+    cuts = [perturb_mask(mask, np.random.default_rng(s), _only(p_cut=1.0, max_cut=0.3))
+            for s in range(20)]
+    lost = np.array([1 - c.sum() / mask.sum() for c in cuts])
+    assert all((c <= mask).all() for c in cuts)
+    assert (lost > 0).all() and lost.max() < 0.45 and lost.mean() > 0.05
+
+
+def test_ood_cache_is_marked_and_differs(tmp_path):
+    meta = build_cache(str(tmp_path / "ood"), objects=6, seed=5_000_000, workers=1,
+                       shard_size=6, n_points=64, progress=False, ood=True)
+    assert meta["ood"] is True and meta["generator_version"] == GENERATOR_VERSION
+    with pytest.raises(ValueError):  # the same directory cannot be extended in-distribution
+        build_cache(str(tmp_path / "ood"), objects=12, seed=5_000_000, workers=1,
+                    shard_size=6, n_points=64, progress=False)
+    a, b = build_shard(5_000_000, 6, 64, ood=True), build_shard(5_000_000, 6, 64)
+    assert not np.array_equal(a["sizes"], b["sizes"])
+
+
+def test_ood_one_factor_at_a_time():
+    """--ood-only sensor keeps the training shapes (same draws) and changes the depth;
+    --ood-only shapes changes the shapes."""
+    base = build_shard(5_000_001, 3, 64)
+    sensor = build_shard(5_000_001, 3, 64, ood="sensor")
+    shapes = build_shard(5_000_001, 3, 64, ood="shapes")
+    np.testing.assert_array_equal(sensor["sizes"][:1], base["sizes"][:1])
+    assert not np.array_equal(sensor["points"][:1], base["points"][:1])
+    assert not np.array_equal(shapes["sizes"][:1], base["sizes"][:1])
+    with pytest.raises(ValueError):
+        build_shard(5_000_001, 3, 64, ood="lighting")

@@ -42,6 +42,10 @@ def test_healthy_stream_is_ok_with_rates():
     assert abs(float(values["depth rate (Hz)"]) - 30.0) < 1.0
     assert abs(float(values["processed rate (Hz)"]) - 30.0) < 1.0
     assert values["last latency (ms)"] == "40.0"
+    assert values["stamp to paired (ms, median of last 100)"] == "n/a"
+    for ms in (5.0, 70.0, 60.0, 65.0, 900.0):  # partners 60-70 ms late, one outlier
+        health.paired(ms)
+    assert status(health, end)[2]["stamp to paired (ms, median of last 100)"] == "65.0"
 
 
 def test_stale_or_missing_camera_info_warns():

@@ -8,6 +8,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from fp32 import parity_tolerance
 
 from posediff_ros.cli.export import main
 from posediff_ros.model.posenet import PoseNet, PoseNetConfig, save_model
@@ -34,6 +35,26 @@ def model() -> PoseNet:
     return trained_like()
 
 
+def tolerance(model: PoseNet, settings: SamplerSettings, points) -> dict[str, float]:
+    """fp32.py's bound for onnxruntime vs torch, per output (metres for translations and
+    the point scale, rotation entries, score)."""
+    pts = np.asarray(points, np.float64)
+    centroid = pts.mean(1)
+    radius = float(np.sqrt(((pts - centroid[:, None]) ** 2).sum(-1).mean(-1)).max())
+    tol = parity_tolerance(model, settings.steps, settings.solver, pts.shape[1], radius,
+                           float(np.linalg.norm(centroid, axis=-1).max()))
+    return {"rotation": tol.normalised, "samples_rotation": tol.normalised,
+            "reg_rotation": tol.normalised, "translation": tol.translation,
+            "samples_translation": tol.translation, "reg_translation": tol.translation,
+            "size": tol.size, "score": tol.score, "point_scale": tol.size}
+
+
+def assert_outputs_close(want, got, tol: dict[str, float], what: str = "") -> None:
+    for name, w, g in zip(OUTPUTS, want, got, strict=True):
+        err = float(np.abs(np.asarray(w, np.float64) - g).max())
+        assert err <= tol[name], f"{what}{name}: max |onnx - torch| {err:.2e} > {tol[name]:.2e}"
+
+
 def run_onnx(path, feed: dict) -> list[np.ndarray]:
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return sess.run(None, feed)
@@ -49,7 +70,8 @@ SETTINGS = [SamplerSettings(),
 def test_full_graph_matches_torch_in_fp32(model, settings, tmp_path):
     path = tmp_path / "g.onnx"
     meta = export_onnx(model, settings, path)
-    assert meta["parity_max_abs_err"] < 1e-4
+    pts = example_inputs(model.cfg.num_points, settings.num_samples, 5)[0]
+    assert meta["parity_max_abs_err"] < tolerance(model, settings, pts)["rotation"]
     graph = InferenceGraph(model, settings).eval()
     for b in (1, 7, 12):  # dynamic object count, none of them the traced batch (2)
         points, class_ids, noise = example_inputs(model.cfg.num_points, settings.num_samples,
@@ -59,8 +81,7 @@ def test_full_graph_matches_torch_in_fp32(model, settings, tmp_path):
         with torch.no_grad():
             want = graph(points, class_ids, noise)
         assert [g.shape[0] for g in got] == [b] * len(OUTPUTS)
-        err = max(float(np.abs(w.numpy() - g).max()) for w, g in zip(want, got, strict=True))
-        assert err < 1e-4, f"B={b}: max abs error {err:.2e}"
+        assert_outputs_close(want, got, tolerance(model, settings, points), f"B={b}: ")
 
 
 def test_noise_is_an_input_and_moves_the_poses(model, tmp_path):
@@ -93,8 +114,9 @@ def test_graph_is_one_unrolled_graph_with_named_io(model, tmp_path):
 def test_split_parts_compose_to_the_full_graph(model, tmp_path):
     settings = SamplerSettings(steps=3)
     paths = {p: tmp_path / f"{p}.onnx" for p in PARTS}
+    tol = tolerance(model, settings, example_inputs(model.cfg.num_points, 1, 5)[0])
     for part, path in paths.items():
-        assert export_onnx(model, settings, path, part)["parity_max_abs_err"] < 1e-4
+        assert export_onnx(model, settings, path, part)["parity_max_abs_err"] < tol["rotation"]
     points, class_ids, noise = example_inputs(model.cfg.num_points, 1, 4, seed=3)
     feed = {"points": points.numpy(), "class_ids": class_ids.numpy()}
     full = run_onnx(paths["full"], {**feed, "noise": noise.numpy()})
@@ -102,8 +124,8 @@ def test_split_parts_compose_to_the_full_graph(model, tmp_path):
     sess = ort.InferenceSession(str(paths["sampler"]), providers=["CPUExecutionProvider"])
     names = [i.name for i in sess.get_inputs()]
     split = sess.run(None, dict(zip(names, [*enc, noise.numpy()], strict=True)))
-    for f, s in zip(full, split, strict=True):
-        np.testing.assert_allclose(f, s, atol=1e-5)
+    # the same onnxruntime kernels on the same inputs, only partitioned differently
+    assert_outputs_close(full, split, tolerance(model, settings, points), "split vs full: ")
 
 
 def test_sidecar_records_what_is_baked(model, tmp_path):
@@ -157,7 +179,8 @@ def test_pointnet2_encoder_exports_too(tmp_path):
     torch.manual_seed(0)
     model = PoseNet(PoseNetConfig(encoder="pointnet2")).eval()
     meta = export_onnx(model, SamplerSettings(steps=2), tmp_path / "p2.onnx")
-    assert meta["parity_max_abs_err"] < 1e-4 and meta["encoder"] == "pointnet2"
+    tol = tolerance(model, SamplerSettings(steps=2), example_inputs(model.cfg.num_points, 1, 5)[0])
+    assert meta["parity_max_abs_err"] < tol["rotation"] and meta["encoder"] == "pointnet2"
     graph = InferenceGraph(model, SamplerSettings(steps=2)).eval()
     points, class_ids, noise = example_inputs(model.cfg.num_points, 1, 7, seed=7)
     got = run_onnx(tmp_path / "p2.onnx", {"points": points.numpy(),
@@ -165,7 +188,7 @@ def test_pointnet2_encoder_exports_too(tmp_path):
                                           "noise": noise.numpy()})
     with torch.no_grad():
         want = graph(points, class_ids, noise)
-    assert max(float(np.abs(w.numpy() - g).max()) for w, g in zip(want, got, strict=True)) < 1e-4
+    assert_outputs_close(want, got, tolerance(model, SamplerSettings(steps=2), points))
 
 
 def test_cli_names_a_missing_model(tmp_path, capsys):

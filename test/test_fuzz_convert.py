@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from posediff_ros.pipeline import check_frame
 from posediff_ros.ros import convert
-from posediff_ros.sync import ApproxTimeSync
-from posediff_ros.validation import StampOrder, check_depth_range, limit_objects
+from posediff_ros.sync import make_sync
+from posediff_ros.validation import check_depth_range, limit_objects
 
 Image = pytest.importorskip("sensor_msgs.msg").Image
 CameraInfo = pytest.importorskip("sensor_msgs.msg").CameraInfo
@@ -145,31 +145,16 @@ def test_limit_objects(ids, max_objects):
 @FUZZ
 @given(st.lists(st.tuples(st.sampled_from(["depth", "mask"]),
                           st.integers(0, 3_000_000_000)), max_size=200),
-       st.integers(1, 10), st.floats(0, 1))
-def test_sync_and_stamp_order_with_any_stamps(stream, queue_size, slop):
+       st.integers(1, 10), st.floats(0, 1), st.sampled_from(["exact", "approximate"]))
+def test_sync_with_any_stamps(stream, queue_size, slop, policy):
     """Out-of-order, duplicate and never-syncing stamps: no exception, bounded queues, every
-    accepted stamp strictly newer per topic, every set within slop."""
-    sync, order = ApproxTimeSync(["depth", "mask"], slop, queue_size), StampOrder(reset_s=1.0)
+    set within slop (exact: identical stamps)."""
+    sync = make_sync(policy, ["depth", "mask"], slop=slop, queue_size=queue_size, max_age=0.5)
     for topic, stamp in stream:
-        problem, reset = order.check(topic, stamp)
-        if problem:
-            assert "stamp" in problem
-            continue
-        if reset:
-            sync.reset()
-        frame = sync.add(topic, stamp, (topic, stamp))
-        assert all(len(q) <= queue_size for q in sync.queues.values())
-        if frame is not None:
+        for frame in sync.add(topic, stamp, (topic, stamp)):
             stamps = [frame[t][1] for t in ("depth", "mask")]
-            assert max(stamps) - min(stamps) <= int(slop * 1e9)
-
-
-def test_stamp_order_messages():
-    order = StampOrder(reset_s=2.0)
-    assert order.check("depth", 10**9) == (None, False)
-    assert "duplicate stamp" in order.check("depth", 10**9)[0]
-    assert "out-of-order stamp on depth" in order.check("depth", 10**9 - 5)[0]
-    assert order.check("depth", 10**9 - 3 * 10**9 // 1) == (None, True)  # jumped back 3 s
+            assert max(stamps) - min(stamps) <= (round(slop * 1e9) if policy != "exact" else 0)
+        assert sync.pending() <= 2 * queue_size
 
 
 def test_big_endian_and_padded_rows_decode_like_native():

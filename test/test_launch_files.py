@@ -24,7 +24,7 @@ def test_pose_launch_arguments():
     args = _arguments(REPO / "launch" / "pose.launch.py")
     assert {"model", "backend", "device", "namespace", "rviz", "params_file", "depth", "mask",
             "camera_info", "detections", "color", "object_poses", "managed",
-            "target_frame"} <= args
+            "target_frame", "segmentation", "class_aliases", "sync", "slop"} <= args
 
 
 def test_demo_launch_arguments():

@@ -219,6 +219,6 @@ def test_malformed_stream_never_takes_the_node_down(node_process, rclpy_context)
                      "camera_info rejected: camera_info intrinsics are not finite",
                      "camera_info is 320x240 but depth is 160x120",
                      "input messages dropped so far without a partner",
-                     "duplicate stamp",
-                     "out-of-order stamp on"):
+                     "duplicate stamps dropped: ",
+                     "late messages dropped: "):
         assert expected in out, f"missing log line {expected!r} in:\n{out}"

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -60,6 +61,24 @@ def test_angles_and_log_map():
     torch.testing.assert_close(mean_rotation(r.expand(5, 3, 3)), r[0], atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("angle", [0.0, 1e-6, 1e-3, 0.5, 1.5, 2.5, 3.0, 3.09, 3.14, 3.1415])
+def test_log_map_against_float64_at_every_angle(angle):
+    """float32 rotation vectors against scipy's in float64, up to pi: the error stays at
+    float32 rounding of the matrix entries (a few 2^-24 times the angle's conditioning, 1 here)
+    also near pi, where acos(trace) lost ~sqrt(2^-24) = 2e-4."""
+    from scipy.spatial.transform import Rotation
+
+    g = torch.Generator().manual_seed(int(angle * 1000))
+    axes = torch.nn.functional.normalize(torch.randn(200, 3, generator=g, dtype=torch.float64),
+                                         dim=-1)
+    r64 = torch.tensor(Rotation.from_rotvec((axes * angle).numpy()).as_matrix())
+    r32 = r64.float()
+    want = Rotation.from_matrix(r32.double().numpy()).as_rotvec()  # of the rounded matrices
+    got = log_map(r32).double().numpy()
+    np.testing.assert_allclose(got, want, rtol=0, atol=16 * 2.0**-24 * max(angle, 1.0))
+    np.testing.assert_allclose(log_map(r64).numpy(), (axes * angle).numpy(), rtol=0, atol=1e-14)
+
+
 def test_canonical_symmetric_keeps_y_and_faces_the_camera():
     r = random_rotations(10, seed=3)
     t = torch.randn(10, 3) * 0.1 + torch.tensor([0.0, 0.0, 1.0])
@@ -78,13 +97,22 @@ def test_canonical_symmetric_keeps_y_and_faces_the_camera():
 @pytest.mark.parametrize("encoder", ["pointnet", "pointnet2"])
 def test_forward_shapes(encoder):
     cfg = small_cfg(encoder=encoder)
-    model = PoseNet(cfg)
+    torch.manual_seed(0)
+    model = PoseNet(cfg).eval()
+    for head in (model.score_head.rot_head, model.score_head.trans_head):
+        torch.nn.init.normal_(head[-1].weight, std=0.1)  # a zero head leaves x where it starts
     pts = torch.randn(3, 300, 3) * 0.05 + torch.tensor([0.0, 0.0, 0.7])
     out = model(pts, torch.tensor([1, 3, 6]))
     assert out["rot6d"].shape == (3, 6) and out["offset"].shape == (3, 3)
     assert out["size"].shape == (3, 3) and out["centroid"].shape == (3, 3)
-    x = model.sample_poses(out["cond"], torch.randn(3, 5, 9), steps=3)
+    noise = torch.randn(3, 5, 9, generator=torch.Generator().manual_seed(1))
+    x = model.sample_poses(out["cond"], noise, steps=3)
     assert x.shape == (3, 5, 9) and torch.isfinite(x).all()
+    start = model.sde.sigma(model.cfg.sampler.t_start) * noise
+    assert (x - start).abs().amax(-1).min() > 1e-2  # every sample was moved by the sampler
+    # objects and samples are independent: one object alone gives its rows of the batch
+    alone = model.sample_poses(out["cond"][1:2], noise[1:2], steps=3)
+    torch.testing.assert_close(alone, x[1:2], atol=1e-5, rtol=0)
 
 
 def test_score_head_starts_at_zero():

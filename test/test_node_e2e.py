@@ -11,6 +11,8 @@ import pytest
 from conftest import start_ros_module, stop
 
 pytestmark = pytest.mark.ros
+# tests on the module's running pipeline stay on one xdist worker (one camera + node)
+SHARED_PIPELINE = pytest.mark.xdist_group("node_e2e_pipeline")
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "models" / "posediff_default.json"
@@ -27,7 +29,8 @@ class Pipeline:
     """Camera + node processes and an in-process collector."""
 
     def __init__(self, model: str, num_objects: int = 3, namespace: str = "e2e",
-                 node_params: tuple[str, ...] = (), rate: float = 4.0):
+                 node_params: tuple[str, ...] = (), rate: float = 4.0,
+                 camera_params: tuple[str, ...] = ()):
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
 
@@ -36,7 +39,7 @@ class Pipeline:
         self.namespace = namespace
         self.camera = start("posediff_ros.ros.synthetic_camera", f"rate:={rate}",
                             f"num_objects:={num_objects}", "ring_size:=2",
-                            f"frame_id:={CAMERA_FRAME}", namespace=namespace)
+                            f"frame_id:={CAMERA_FRAME}", *camera_params, namespace=namespace)
         model_param = (f"model_path:={model}",) if model else ()  # "" = the bundled model
         self.node = start("posediff_ros.ros.node", *model_param, "publish_debug:=true",
                           "frame_prefix:=obj/", "min_points:=30", *node_params,
@@ -50,6 +53,12 @@ class Pipeline:
     def wait_frames(self, n: int, timeout: float = 60.0) -> bool:
         return self.collector.spin_until(self.executor, lambda: len(self.collector.matched()) >= n,
                                          timeout)
+
+    def node_subscriptions(self) -> set[str]:
+        """The topics posediff_node subscribes to, without the namespace."""
+        topics = self.collector.get_subscriber_names_and_types_by_node(
+            "posediff_node", f"/{self.namespace}")
+        return {name.removeprefix(f"/{self.namespace}/") for name, _ in topics}
 
     def close(self) -> str:
         import rclpy
@@ -71,6 +80,7 @@ def running():
         print(logs)
 
 
+@SHARED_PIPELINE
 def test_node_publishes_detections_tf_markers_for_camera_frames(running):
     pipe, ok = running
     c = pipe.collector
@@ -107,13 +117,19 @@ def test_node_publishes_detections_tf_markers_for_camera_frames(running):
     assert c.clouds and c.clouds[-1].width > 0 and c.clouds[-1].header.frame_id == CAMERA_FRAME
 
 
+@SHARED_PIPELINE
 def test_outputs_keep_the_input_stamp_and_latency_is_bounded(running):
     pipe, _ = running
     c = pipe.collector
-    assert set(c.poses) <= set(c.truth) | set(c.poses)  # every stamp is a camera stamp
-    assert set(c.matched()) == set(c.poses) & set(c.truth)
+    # every result carries the stamp of a frame the camera sent (its ground truth is published
+    # with the images, so it is here before the result; a little grace for the newest ones)
+    assert c.poses
+    assert c.spin_until(pipe.executor, lambda: set(c.poses) <= set(c.truth), 5.0), (
+        sorted(set(c.poses) - set(c.truth))[:5], sorted(c.truth)[-5:])
+    # latency = receive time - input stamp: positive (a stamp from the future would be a
+    # made-up one) and about one inference, not a backlog (generous: a loaded shared CPU)
     lat = c.latencies_ms()
-    assert len(lat) and np.all(lat > 0) and np.median(lat) < 5000
+    assert len(lat) == len(c.poses) and np.all(lat > 0) and np.median(lat) < 5000, lat
 
 
 def _ros2(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
@@ -125,6 +141,7 @@ def _ros2(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
     return subprocess.run([cli, *args], capture_output=True, text=True, timeout=timeout)
 
 
+@SHARED_PIPELINE
 def test_parameters_show_in_ros2_param_list(running):
     pipe, _ = running
     node = f"/{pipe.namespace}/posediff_node"
@@ -152,6 +169,7 @@ def _done(pipe, future):
     return future.result()
 
 
+@SHARED_PIPELINE
 def test_parameters_have_descriptions(running):
     pipe, _ = running
     result = _done(pipe, _client(pipe).describe_parameters(["w_max", "model_path", "steps"]))
@@ -161,6 +179,7 @@ def test_parameters_have_descriptions(running):
     assert steps.integer_range[0].from_value == 0  # 0 = the model's
 
 
+@SHARED_PIPELINE
 def test_sampler_parameters_change_at_run_time_others_are_read_only(running):
     from rclpy.parameter import Parameter
 

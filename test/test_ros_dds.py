@@ -1,54 +1,68 @@
 """posediff_ros's output messages cross process boundaries over real Fast DDS.
 
-One process publishes vision_msgs/Detection3DArray on object_poses and tf2_msgs/TFMessage on
-/tf (the tf2 QoS), this process subscribes with rclpy and checks the content field by field.
+One process builds a frame's results with the package's own code (messages.detections_msg,
+messages.transforms; TF frame names from pipeline.object_names) from known poses and
+publishes them; this process subscribes with rclpy and decodes them with the package's
+collector.detection_arrays. The round trip must give back the poses (rotation matrix ->
+quaternion -> matrix), sizes, classes, ids, scores, the 6x6 covariance in REP 103 order and
+the TF frame names.
 """
 
+import json
 import time
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from conftest import spawn_python, stop
 
 pytestmark = pytest.mark.ros
 
-PUBLISHER = r"""
-import sys, rclpy
-from rclpy.qos import QoSProfile, ReliabilityPolicy, DurabilityPolicy
-from vision_msgs.msg import Detection3DArray, Detection3D, ObjectHypothesisWithPose
-from tf2_msgs.msg import TFMessage
-from geometry_msgs.msg import TransformStamped
+OBJECTS = [  # instance id, class id, rotvec (rad), translation (m), size (m), score
+    (3, 6, [0.3, -1.2, 0.4], [0.10, -0.20, 0.80], [0.12, 0.09, 0.08], 0.75),
+    (7, 1, [2.9, 0.1, -0.5], [-0.15, 0.05, 1.10], [0.07, 0.21, 0.07], 0.5),
+    (9, 6, [0.0, 0.0, 3.1], [0.02, 0.12, 0.65], [0.11, 0.10, 0.09], 0.25),
+]
 
+
+def covariance(k: int) -> np.ndarray:
+    """A distinct, asymmetric-looking pattern per object: entry (i, j) = k + i / 10 + j / 100,
+    so a transposed, reordered or flattened-wrong matrix shows."""
+    i, j = np.mgrid[:6, :6]
+    return k + i / 10 + j / 100
+
+
+PUBLISHER = r"""
+import json, sys
+import numpy as np, rclpy
+from scipy.spatial.transform import Rotation
+from std_msgs.msg import Header
+from tf2_msgs.msg import TFMessage
+from vision_msgs.msg import Detection3DArray
+from types import SimpleNamespace
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from posediff_ros.ros import messages  # numpy only: the publisher starts fast
+
+TF_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                    durability=DurabilityPolicy.VOLATILE)  # tf2_ros.TransformBroadcaster's
+spec = json.loads(sys.argv[1])
+objects = [SimpleNamespace(instance_id=inst, class_id=cls, score=score, size=np.array(size),
+                           rotation=Rotation.from_rotvec(rv).as_matrix(), translation=np.array(t),
+                           covariance=np.array(cov))
+           for inst, cls, rv, t, size, score, cov in spec]
+names = sys.argv[2].split(",")
 rclpy.init()
 node = rclpy.create_node('dds_test_publisher')
 poses = node.create_publisher(Detection3DArray, 'object_poses', 10)
-tf_qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
-                    durability=DurabilityPolicy.VOLATILE)
-tf = node.create_publisher(TFMessage, '/tf', tf_qos)
+tf = node.create_publisher(TFMessage, '/tf', TF_QOS)
 k = 0
 def tick():
     global k
     k += 1
-    msg = Detection3DArray()
-    msg.header.frame_id = 'camera_color_optical_frame'
-    msg.header.stamp.sec = 1000 + k
-    det = Detection3D()
-    hyp = ObjectHypothesisWithPose()
-    hyp.hypothesis.class_id = 'mug'
-    hyp.hypothesis.score = 0.75
-    hyp.pose.pose.position.x, hyp.pose.pose.position.y, hyp.pose.pose.position.z = 0.1, -0.2, 0.8
-    hyp.pose.pose.orientation.w = 1.0
-    hyp.pose.covariance[0] = 0.01
-    det.results.append(hyp)
-    det.bbox.center = hyp.pose.pose
-    det.bbox.size.x, det.bbox.size.y, det.bbox.size.z = 0.12, 0.09, 0.08
-    msg.detections.append(det)
-    poses.publish(msg)
-    t = TransformStamped()
-    t.header = msg.header
-    t.child_frame_id = 'posediff_mug_0'
-    t.transform.translation.z = 0.8
-    t.transform.rotation.w = 1.0
-    tf.publish(TFMessage(transforms=[t]))
+    header = Header(frame_id='camera_color_optical_frame')
+    header.stamp.sec = 1000 + k
+    poses.publish(messages.detections_msg(header, objects))
+    tf.publish(TFMessage(transforms=messages.transforms(header, objects, names)))
 node.create_timer(0.05, tick)
 try:
     rclpy.spin(node)
@@ -59,24 +73,30 @@ except KeyboardInterrupt:
 
 def test_detections_and_tf_cross_processes(rclpy_context):
     import rclpy
-    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from rclpy.utilities import get_rmw_implementation_identifier
+    from scipy.spatial.transform import Rotation
     from tf2_msgs.msg import TFMessage
     from vision_msgs.msg import Detection3DArray
 
+    from posediff_ros.geometry import quaternion_to_matrix
+    from posediff_ros.ros.collector import detection_arrays
+    from posediff_ros.ros.node import TF_QOS
+
     assert get_rmw_implementation_identifier() == "rmw_fastrtps_cpp"
-    publisher = spawn_python(PUBLISHER)
+    from posediff_ros.pipeline import object_names
+
+    spec = [[*o, covariance(o[0]).tolist()] for o in OBJECTS]
+    names = object_names([SimpleNamespace(instance_id=o[0], class_id=o[1]) for o in OBJECTS],
+                         "posediff/")
+    publisher = spawn_python(PUBLISHER, json.dumps(spec), ",".join(names))
     node = rclpy.create_node("dds_test_listener", context=rclpy_context)
     got_poses: list[Detection3DArray] = []
     got_tf: list[TFMessage] = []
     node.create_subscription(Detection3DArray, "object_poses", got_poses.append, 10)
-    tf_qos = QoSProfile(
-        depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE
-    )
-    node.create_subscription(TFMessage, "/tf", got_tf.append, tf_qos)
+    node.create_subscription(TFMessage, "/tf", got_tf.append, TF_QOS)
     executor = rclpy.executors.SingleThreadedExecutor(context=rclpy_context)
     executor.add_node(node)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60  # the publisher's start-up on a loaded machine
     try:
         while (len(got_poses) < 3 or len(got_tf) < 3) and time.monotonic() < deadline:
             executor.spin_once(timeout_sec=0.1)
@@ -84,22 +104,33 @@ def test_detections_and_tf_cross_processes(rclpy_context):
     finally:
         output = stop(publisher)
         node.destroy_node()
-    assert len(got_poses) >= 3 and len(got_tf) >= 3, f"received nothing; publisher said:\n{output}"
+    assert len(got_poses) >= 3 and len(got_tf) >= 3, f"received too little; publisher:\n{output}"
 
     msg = got_poses[-1]
     assert msg.header.frame_id == "camera_color_optical_frame"
-    assert msg.header.stamp.sec > 1000
-    (det,) = msg.detections
-    hyp = det.results[0]
-    assert hyp.hypothesis.class_id == "mug"
-    assert hyp.hypothesis.score == pytest.approx(0.75)
-    assert (hyp.pose.pose.position.x, hyp.pose.pose.position.z) == pytest.approx((0.1, 0.8))
-    assert hyp.pose.covariance[0] == pytest.approx(0.01)
-    assert (det.bbox.size.x, det.bbox.size.y, det.bbox.size.z) == pytest.approx((0.12, 0.09, 0.08))
-    # stamps keep increasing: messages are live, not one replayed sample
-    assert got_poses[-1].header.stamp.sec > got_poses[0].header.stamp.sec
+    assert got_poses[-1].header.stamp.sec > got_poses[0].header.stamp.sec  # live messages
+    decoded = detection_arrays(msg)
+    assert sorted(decoded) == [o[0] for o in OBJECTS]
+    by_id = {d.id: d for d in msg.detections}
+    for inst, cls, rotvec, t, size, score in OBJECTS:
+        name, R, t_got, size_got = decoded[inst]
+        assert name == {6: "mug", 1: "bottle"}[cls]
+        np.testing.assert_allclose(R, Rotation.from_rotvec(rotvec).as_matrix(), atol=1e-9)
+        np.testing.assert_allclose(t_got, t, atol=1e-12)
+        np.testing.assert_allclose(size_got, size, atol=1e-12)
+        hyp = by_id[str(inst)].results[0]
+        assert hyp.hypothesis.score == pytest.approx(score)
+        # geometry_msgs/PoseWithCovariance: row-major 6x6 over (x, y, z, rot x, rot y, rot z)
+        np.testing.assert_array_equal(np.reshape(hyp.pose.covariance, (6, 6)), covariance(inst))
 
-    transform = got_tf[-1].transforms[0]
-    assert transform.header.frame_id == "camera_color_optical_frame"
-    assert transform.child_frame_id == "posediff_mug_0"
-    assert transform.transform.translation.z == pytest.approx(0.8)
+    transforms = {t.child_frame_id: t for t in got_tf[-1].transforms}
+    assert set(transforms) == {"posediff/mug_0", "posediff/bottle_0", "posediff/mug_1"}
+    for inst, child in ((3, "posediff/mug_0"), (7, "posediff/bottle_0"), (9, "posediff/mug_1")):
+        tf = transforms[child].transform
+        assert transforms[child].header.frame_id == "camera_color_optical_frame"
+        _, R, t_got, _ = decoded[inst]
+        q = tf.rotation
+        np.testing.assert_allclose(quaternion_to_matrix(np.array([q.x, q.y, q.z, q.w])), R,
+                                   atol=1e-9)
+        np.testing.assert_allclose([tf.translation.x, tf.translation.y, tf.translation.z],
+                                   t_got, atol=1e-12)

@@ -230,7 +230,8 @@ def test_a_run_writes_only_into_its_out_dir(tmp_path, monkeypatch, repo):
             "--train_cache", str(write_cache(tmp_path / "train", 8)),
             "--val_cache", str(write_cache(tmp_path / "val", 12, seed=1)),
             "--out_dir", str(run), "--max_steps", "3", "--num_points", "64", "--feat_dim", "64",
-            "--emb_dim", "8", "--hidden", "64", "--batch_size", "4", "--progress", "false"]
+            "--emb_dim", "8", "--hidden", "64", "--batch_size", "4", "--progress", "false",
+            "--init", ""]  # the config fine-tunes a model kept under data/; this one starts fresh
     monkeypatch.chdir(tmp_path)  # a relative path in the config would land here
     train_module.main(args)
     assert {p.name: _sha256(p) for p in bundled.parent.iterdir()} == before

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from posediff_ros.pipeline import FallbackOnFailure, Pipeline, PipelineConfig
-from posediff_ros.validation import StampOrder, check_depth_range, limit_objects
+from posediff_ros.validation import check_depth_range, limit_objects
 
 
 def test_depth_range_names_the_problem():
@@ -28,15 +28,6 @@ def test_depth_range_of_millimetre_images_as_sent():
 def test_limit_objects_keeps_the_first_ids():
     assert limit_objects([1, 2, 3, 4], 2) == ([1, 2], [3, 4])
     assert limit_objects([1, 2], 0) == ([1, 2], [])
-
-
-def test_stamp_order_time_jump_resets():
-    order = StampOrder(reset_s=2.0)
-    for t in (1, 2, 3):
-        assert order.check("mask", t * 10**9) == (None, False)
-    assert "out-of-order" in order.check("mask", int(2.5e9))[0]
-    assert order.check("mask", 10**6) == (None, True)  # bag looped: start over
-    assert order.check("depth", 10**6) == (None, False)
 
 
 def _frame():

@@ -183,10 +183,18 @@ def accuracy(rot, trans, size, test) -> dict:
 # --- the run --------------------------------------------------------------------------------
 
 
+class _NoBar:
+    def update(self, n: int = 1) -> None: ...
+
+    def close(self) -> None: ...
+
+
 def _bar(total: int, desc: str, quiet: bool):
+    if quiet:  # no tqdm needed (scripts/gpu_check.sh runs where only torch & co. exist)
+        return _NoBar()
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="run", disable=quiet, leave=False)
+    return tqdm(total=total, desc=desc, unit="run", leave=False)
 
 
 def _time(fn, repeats: int, warmup: int, device: str) -> list[float]:

@@ -2,7 +2,7 @@
 HouseCat6D frames, with ground-truth masks (so it measures pose, not detection).
 
     posediff-eval --data DIR [--model PATH] [--backend torch] [--device cpu] [--legacy-iou]
-                  [--out DIR] [--max-frames N]
+                  [--out DIR] [--max-frames N] [--segmentation mask|boxes]
 
 Prints and writes <out>/eval.md and <out>/eval.json: the frame-level NOCS mAP table (per
 class + mean; columns IoU25, IoU50, IoU75, 5d2cm, 5d5cm, 10d2cm, 10d5cm, 10d10cm) and the
@@ -40,6 +40,12 @@ MASK_NOTE = (
     "one prediction per object; objects with too few valid depth points get no prediction "
     "and count as misses in the mAP."
 )
+BOXES_NOTE = (
+    "Object points are cut from the depth inside the tight 2D box of each GROUND-TRUTH "
+    "instance mask (a perfect box detector; data/boxes.py removes the table plane and the "
+    "background, as the node does with segmentation: boxes), one prediction per object; "
+    "objects with too few valid depth points get no prediction and count as misses in the mAP."
+)
 
 
 @dataclass
@@ -50,6 +56,7 @@ class EvalConfig:
     seed: int = 0  # point subsampling
     legacy_iou: bool = False
     use_iou_matches_for_pose: bool = True  # NOCS/SPD protocol for the pose columns
+    segmentation: str = "mask"  # mask: ground-truth masks; boxes: their 2D boxes only
 
 
 @dataclass
@@ -63,6 +70,11 @@ class EvalResults:
     dropped: dict[str, str] = field(default_factory=dict)  # "<frame>#<id>" -> reason
     predict_ms_per_frame: float = float("nan")
     info: dict[str, str] = field(default_factory=dict)  # data, model, backend, ...
+    segmentation: str = "mask"
+
+    @property
+    def note(self) -> str:
+        return BOXES_NOTE if self.segmentation == "boxes" else MASK_NOTE
 
     def to_json(self) -> str:
         def clean(x):
@@ -75,7 +87,7 @@ class EvalResults:
         d = asdict(self)
         d["iou"] = IOU_NAMES[self.legacy_iou]
         d["columns"] = list(COLUMNS)
-        d["note"] = MASK_NOTE
+        d["note"] = self.note
         return json.dumps(clean(d), indent=2)
 
     def to_markdown(self) -> str:
@@ -86,7 +98,7 @@ class EvalResults:
             f"- frames: {self.num_frames}, objects: {self.num_objects}, predicted: "
             f"{self.num_predicted}, dropped (too few points): {len(self.dropped)}",
             f"- inference: {self.predict_ms_per_frame:.1f} ms per frame (batched per frame)",
-            f"- {MASK_NOTE}",
+            f"- {self.note}",
             "",
             "## NOCS mAP (frame level, greedy matching by score, VOC AP), percent",
             "",
@@ -139,8 +151,9 @@ def evaluate_frames(
         n_frames += 1
         insts = {i.instance_id: i for i in frame.instances}
         n_objects += len(insts)
+        mask = frame.mask if cfg.segmentation == "mask" else cut_with_boxes(frame)
         objs = frame_objects(
-            frame.depth, frame.mask, frame.K, list(insts), cfg.n_points, rng,
+            frame.depth, mask, frame.K, list(insts), cfg.n_points, rng,
             min_points=cfg.min_points, depth_range=cfg.depth_range,
         )  # fmt: skip
         for iid, why in objs.dropped.items():
@@ -196,7 +209,20 @@ def evaluate_frames(
         num_predicted=n_pred,
         dropped=dropped,
         predict_ms_per_frame=1e3 * predict_s / max(n_frames, 1),
+        segmentation=cfg.segmentation,
     )
+
+
+def cut_with_boxes(frame: Frame) -> np.ndarray:
+    """The frame's instance mask as box input gives it: each object cut out of the depth
+    inside the 2D box of its ground-truth mask (same instance ids, 0 = none)."""
+    from posediff_ros.data.boxes import boxes_from_instance_mask, masks_from_boxes
+    from posediff_ros.geometry import depth_to_metres
+
+    ids = [i.instance_id for i in frame.instances]
+    boxes = boxes_from_instance_mask(frame.mask, ids, [i.class_id for i in frame.instances])
+    cut = masks_from_boxes(depth_to_metres(frame.depth), frame.K, boxes)
+    return np.asarray([0, *ids], np.int32)[cut]
 
 
 def load_frames(data: str | Path, max_frames: int | None = None, dataset: str = "auto"):
@@ -224,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dataset", choices=("auto", "nocs", "housecat6d"), default="auto")
     ap.add_argument("--min-points", type=int, default=EvalConfig.min_points)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--segmentation", choices=("mask", "boxes"), default="mask",
+                    help="mask: cut objects with the ground-truth masks; boxes: with their 2D "
+                         "boxes only (the node's segmentation: boxes)")
     args = ap.parse_args(argv)
 
     from posediff_ros.runtime import DEFAULT_MODEL, load_backend
@@ -240,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     backend = load_backend(args.backend, model, device=args.device)
     frames, kind = load_frames(data, args.max_frames, args.dataset)
     cfg = EvalConfig(n_points=backend.num_points, min_points=args.min_points, seed=args.seed,
-                     legacy_iou=args.legacy_iou)
+                     legacy_iou=args.legacy_iou, segmentation=args.segmentation)
     try:
         from tqdm import tqdm
 
@@ -253,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     res.info = {"data": f"{data} ({kind} layout)", "model": model,
                 "backend": f"{args.backend} on {args.device}", "points per object":
-                str(cfg.n_points), "seed": str(args.seed)}
+                str(cfg.n_points), "seed": str(args.seed), "segmentation": args.segmentation}
     out = Path(args.out) if args.out else Path("runs") / "eval" / data.resolve().name
     out.mkdir(parents=True, exist_ok=True)
     md = res.to_markdown()

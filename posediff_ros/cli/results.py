@@ -6,6 +6,7 @@ JSON (docs/results/), and generate docs/RESULTS.md + plots from those saved file
   posediff-results tune --model models/posediff_default.json --val data/cache_val
   posediff-results symmetric --model models/posediff_default.json --test data/cache_test
   posediff-results hypotheses --model models/posediff_default.json --test data/cache_test
+  posediff-results splits --models old=OLD.json new=NEW.json --splits ood=data/cache_ood ...
   posediff-results report            # docs/results/*.json -> docs/RESULTS.md, docs/images/*.png
                                      (cli/results_report.py)
 
@@ -320,6 +321,44 @@ def cmd_hypotheses(args) -> None:
 # --- training-curve ablation runs --------------------------------------------------------
 
 
+def _named(pairs: list[str]) -> dict[str, str]:
+    """["name=path", ...] -> {name: path}."""
+    out = {}
+    for p in pairs:
+        name, _, path = p.partition("=")
+        if not path:
+            raise SystemExit(f"expected NAME=PATH, got {p!r}")
+        out[name] = path
+    return out
+
+
+def cmd_splits(args) -> None:
+    """(g) Each model's stored default (one sample) and regression head on each test split
+    (in and out of distribution), per class: docs/results/splits.json."""
+    torch.set_num_threads(args.threads)
+    models, splits = _named(args.models), _named(args.splits)
+    out = {"models": models, "splits": {}, "note": args.note, "environment": environment()}
+    for split, path in splits.items():
+        meta_path = Path(path) / "meta.json"
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        entry = {"path": path, "generator": meta.get("generator_version"),
+                 "ood": meta.get("ood", False), "results": {}}
+        for name, model_path in models.items():
+            model = load_model(model_path)
+            data = condition_all(model, load_test(path, args.limit, model.cfg.num_points))
+            r, t = sample_batched(model, data.cond, data.cent, data.scale, data.reg,
+                                  model.cfg.sampler)
+            r_reg = rot6d_to_matrix(data.reg[:, :6])
+            t_reg = data.cent + data.scale[:, None] * data.reg[:, 6:]
+            entry["results"][name] = {
+                "sample": table_of(data.test, r, t, data.size),
+                "regression": table_of(data.test, r_reg, t_reg, data.size),
+                "sampler": model.cfg.sampler.tag()}
+            entry["objects"], entry["seeds"] = len(data), data.test["seeds"]
+        out["splits"][split] = entry
+    save_json(out, RESULTS / "splits.json")
+
+
 def cmd_collect_runs(args) -> None:
     """Copy the eval records of finished training runs into docs/results/runs.json."""
     runs = {}
@@ -330,6 +369,19 @@ def cmd_collect_runs(args) -> None:
                               "command": state.get("command"),
                               "evals": [r for r in log if r["kind"] == "eval"],
                               "train": [r for r in log if r["kind"] == "train"][-1]}
+    save_json({"runs": runs, "note": args.note}, RESULTS / args.name)
+
+
+def cmd_collect_eval(args) -> None:
+    """Keep the headline numbers of posediff-eval runs (eval.json) in docs/results/: the
+    (f) section, box input vs mask input."""
+    runs = {}
+    for path in args.evals:
+        d = json.loads(Path(path).read_text())
+        runs[d.get("segmentation", "mask")] = {
+            "per_object": d["accuracy_table"]["mean"], "map": d["map_table"]["mean"],
+            "objects": d["num_objects"], "predicted": d["num_predicted"],
+            "frames": d["num_frames"], "info": d["info"], "note": d["note"]}
     save_json({"runs": runs, "note": args.note}, RESULTS / args.name)
 
 
@@ -386,6 +438,16 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("runs", nargs="+")
     c.add_argument("--name", default="runs.json")
     c.add_argument("--note", default="", help="how the runs were set up (goes into the report)")
+    v = sub.add_parser("collect-eval", help="(f) keep posediff-eval runs (mask vs boxes)")
+    v.add_argument("evals", nargs="+", help="eval.json files of posediff-eval")
+    v.add_argument("--name", default="segmentation.json")
+    v.add_argument("--note", default="", help="which data, which commands (into the report)")
+    sp = sub.add_parser("splits", help="(g) models x test splits (in/out of distribution)")
+    sp.add_argument("--models", nargs="+", required=True, help="NAME=MODEL_JSON ...")
+    sp.add_argument("--splits", nargs="+", required=True, help="NAME=CACHE_DIR ...")
+    sp.add_argument("--limit", type=int, default=0, help="first N objects of each split")
+    sp.add_argument("--threads", type=int, default=1)
+    sp.add_argument("--note", default="", help="goes into the report under the heading")
     r = sub.add_parser("report", help="docs/results/*.json -> docs/RESULTS.md + plots")
     r.add_argument("--out", default="docs/RESULTS.md")
     return p
@@ -393,7 +455,8 @@ def parser() -> argparse.ArgumentParser:
 
 COMMANDS = {"measure": cmd_measure, "evaluate": cmd_measure, "symmetric": cmd_symmetric,
             "tune": cmd_tune, "collect-runs": cmd_collect_runs, "report": cmd_report,
-            "hypotheses": cmd_hypotheses}
+            "hypotheses": cmd_hypotheses, "collect-eval": cmd_collect_eval,
+            "splits": cmd_splits}
 
 
 def main(argv: list[str] | None = None) -> None:

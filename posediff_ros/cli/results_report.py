@@ -330,6 +330,58 @@ def hypotheses_section(h: dict) -> list[str]:
     return lines
 
 
+def segmentation_section(seg: dict) -> list[str]:
+    """The RESULTS.md section from docs/results/segmentation.json (collect-eval)."""
+    runs = seg["runs"]
+    lines = ["## (f) Box input vs mask input", "",
+             "`posediff-eval --segmentation boxes` cuts each object out of the depth inside the "
+             "2D box of its ground-truth mask (data/boxes.py: support plane and background "
+             "removed, the object's depth mode kept), as posediff_node does with "
+             "`segmentation: boxes`; `--segmentation mask` uses the masks. " + seg["note"], "",
+             "| input | 10d5cm | 5d2cm | IoU50 | mAP 10d5cm | mAP 5d2cm | objects predicted | "
+             "frames |", "|---|---|---|---|---|---|---|---|"]
+    for name, r in runs.items():
+        a, m = r["per_object"], r["map"]
+        lines.append(f"| {name} | {a['10d5cm']:.1f} | {a['5d2cm']:.1f} | {a['IoU50']:.1f} | "
+                     f"{m['10d5cm']:.1f} | {m['5d2cm']:.1f} | {r['predicted']} of "
+                     f"{r['objects']} | {r['frames']} |")
+    if {"mask", "boxes"} <= set(runs):
+        gap = runs["boxes"]["per_object"]["10d5cm"] - runs["mask"]["per_object"]["10d5cm"]
+        lines += ["", f"Per-object accuracy is the mean over classes; mAP the frame-level NOCS "
+                  f"mAP. Box input minus mask input, 10d5cm: {gap:+.1f} points (target: within "
+                  f"5 points: {'met' if abs(gap) <= 5 else 'NOT met'})."]
+    return lines + [""]
+
+
+def splits_section(sp: dict) -> list[str]:
+    """The RESULTS.md section from docs/results/splits.json: per split, per class, each model."""
+    names = list(sp["models"])
+    lines = ["## (g) Previous and new model on in- and out-of-distribution test splits", "",
+             "One sample with each model's stored sampler default (the regression head in "
+             "brackets), ground-truth masks, % of objects; models: "
+             + ", ".join(f"{n} = `{p}`" for n, p in sp["models"].items())
+             + ". The splits and how they differ from training: docs/DATA.md. "
+             + sp.get("note", ""), ""]
+    for split, e in sp["splits"].items():
+        lines += [f"**{split}**: `{e['path']}`, generator {e['generator']}, "
+                  f"{'out of distribution (' + str(e['ood']) + '), ' if e['ood'] else ''}"
+                  f"{e['objects']} objects, seeds {e['seeds']}", "",
+                  "| class | " + " | ".join(f"{n} 10d5cm | {n} 5d2cm | {n} IoU50" for n in names)
+                  + " | n |", "|---" * (3 * len(names) + 2) + "|"]
+        first = e["results"][names[0]]["sample"]
+        for c in [*NAMES, "mean"]:
+            if c not in first:
+                continue
+            cells = []
+            for n in names:
+                smp, reg = e["results"][n]["sample"][c], e["results"][n]["regression"][c]
+                cells += [f"{smp['10d5cm']:.1f} ({reg['10d5cm']:.1f})",
+                          f"{smp['5d2cm']:.1f} ({reg['5d2cm']:.1f})", f"{smp['IoU50']:.1f}"]
+            lines.append(f"| {c} | " + " | ".join(cells) + f" | {first[c].get('n', '')} |")
+        lines.append("")
+    return lines
+
+
 # --- the report ----------------------------------------------------------------------------
 
 # (saved file, its section), in the report's order; a section whose file is absent is left out
@@ -341,6 +393,8 @@ SECTIONS: list[tuple[str, Callable[[dict], list[str]]]] = [
     ("sampler_selection.json", selection_section),
     ("symmetric_samples.json", symmetric_section),
     ("hypotheses.json", hypotheses_section),
+    ("segmentation.json", segmentation_section),
+    ("splits.json", splits_section),
 ]
 
 

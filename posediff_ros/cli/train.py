@@ -60,12 +60,13 @@ from ..runtime import DEFAULT_MODEL
 @dataclass
 class TrainConfig:
     # data
-    train_cache: str = "data/cache_train"
+    train_cache: str = "data/cache_train"  # several: "a,b" (max_train applies to each)
     val_cache: str = "data/cache_val"
     val_shards: str = ""  # "a:b": validate on shards a..b-1 of val_cache (held-out seeds)
     max_train: int = 0  # use only the first N training objects (0 = all)
     num_points: int = 256  # 256 points + 512-d PointNet: ~2-3x the steps/minute of 512 + 1024
     oversample_asymmetric: float = 2.0  # draw camera, laptop, mug this many times as often
+    class_weights: str = ""  # per-class draw weights overriding the above: "camera=4,mug=2"
     # model
     encoder: str = "pointnet"  # pointnet | pointnet2
     feat_dim: int = 512
@@ -102,6 +103,7 @@ class TrainConfig:
     eval_w_max: float = 4.0
     # run
     out_dir: str = "runs/default"  # everything the run writes goes here
+    init: str = ""  # start from this model's weights (model JSON; fine-tuning); not on resume
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # torch CPU threads (0 = torch's default)
@@ -184,6 +186,11 @@ class Split:
 
 
 def load_split(path: str, limit: int = 0, shards: str = "") -> Split:
+    """Objects of a cache directory; "a,b" joins several (limit applies to each)."""
+    if "," in path:
+        parts = [load_split(p.strip(), limit, shards) for p in path.split(",")]
+        return Split(*(torch.cat([getattr(q, f) for q in parts]) for f in FIELDS),
+                     seeds=[q.seeds for q in parts])
     if shards:
         a, b = (int(v) for v in shards.split(":"))
         parts = [dict(np.load(shard_path(path, k))) for k in range(a, b)]
@@ -255,6 +262,16 @@ def _row_quantile(x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
 # --- losses -------------------------------------------------------------------------------
 
 SYMMETRIC_IDS = torch.tensor([c.id for c in BY_NAME.values() if c.y_symmetric])
+
+
+def draw_weights(class_ids: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    """Per-object draw weight: oversample_asymmetric for camera, laptop, mug, 1 for the
+    symmetric classes, then the class_weights overrides ("camera=4,mug=2")."""
+    weights = torch.where(~torch.isin(class_ids, SYMMETRIC_IDS), cfg.oversample_asymmetric, 1.0)
+    for item in filter(None, cfg.class_weights.split(",")):
+        name, weight = item.split("=")
+        weights[class_ids == BY_NAME[name.strip()].id] = float(weight)
+    return weights
 
 
 def pose_targets(rot, trans, sizes, class_ids, centroid, scale):
@@ -462,15 +479,18 @@ def init_or_resume(cfg: TrainConfig, device: torch.device, rank: int, ddp: bool)
                  if cfg.val_cache and cfg.eval_every > 0 else None)
     model = PoseNet(model_config(cfg)).to(device)
     torch.manual_seed(cfg.seed + 1000 * rank)  # different batches per rank
+    if cfg.init and not (out / "ckpt.json").exists():
+        model.load_state_dict(load_model(cfg.init).state_dict())  # same network, or it raises
+        if rank == 0:
+            print(f"initialised from {cfg.init}", file=sys.stderr)
     ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    asym = ~torch.isin(train_split.class_ids, SYMMETRIC_IDS)
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         (no_decay if p.ndim < 2 or "class_emb" in name else decay).append(p)
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
     run = Run(cfg, device, rank, ddp, model, ema, opt, train_split, val_split,
-              torch.where(asym, cfg.oversample_asymmetric, 1.0), RunLog(out, rank == 0))
+              draw_weights(train_split.class_ids, cfg), RunLog(out, rank == 0))
     if run.ckpt.with_suffix(".json").exists():
         state = load_checkpoint(run.ckpt, model, ema, opt)
         run.step, run.elapsed_before = state["step"], state.get("elapsed_s", 0.0)

@@ -1,4 +1,4 @@
-"""Exact CPU z-buffer rendering (numpy, vectorised) and a depth-camera noise model.
+"""Exact CPU z-buffer rendering (numpy, vectorised); the depth sensor is data/sensor.py.
 
 Triangles are rasterised at integer pixel centres (u = column, v = row, as REAL275 back-
 projects them) with perspective-correct depth (1/z is affine in screen space on a planar
@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
 # candidates (triangle, pixel) evaluated per chunk: bounds the transient memory (~100 MB)
 _CHUNK = 1_500_000
@@ -110,52 +109,3 @@ def face_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
     flip = np.einsum("ij,ij->i", n, v[:, 0]) > 0  # normal pointing away from the camera
     n[flip] *= -1
     return n
-
-
-@dataclass
-class DepthNoise:
-    """Structured-light / stereo depth camera errors (RealSense-like)."""
-
-    sigma_base: float = 0.0008  # m, axial noise at z -> 0
-    sigma_z2: tuple[float, float] = (0.0012, 0.003)  # m per m^2: axial std grows with z^2
-    edge_jump: float = 0.015  # m; neighbours further apart are a depth edge
-    edge_drop: float = 0.5  # probability of losing a pixel on a depth edge
-    grazing_cos: tuple[float, float] = (0.08, 0.3)  # |cos| of incidence: all lost .. none lost
-    hole_fraction: tuple[float, float] = (0.0, 0.03)  # fraction of pixels in random blobs
-    dropout: float = 0.003  # isolated missing pixels
-    max_range: float = 3.0  # m
-
-
-def add_depth_noise(
-    depth: np.ndarray, cos_incidence: np.ndarray, rng: np.random.Generator,
-    cfg: DepthNoise | None = None,
-) -> np.ndarray:
-    """Noisy metric depth (float64, 0 = missing) from exact depth (inf = no return).
-    cos_incidence: |cos| of the angle between the pixel ray and the surface normal."""
-    cfg = cfg or DepthNoise()
-    H, W = depth.shape
-    valid = np.isfinite(depth) & (depth < cfg.max_range)
-    z = np.where(valid, depth, 0.0)
-    k = rng.uniform(*cfg.sigma_z2)
-    noisy = z + rng.standard_normal(z.shape) * (cfg.sigma_base + k * z * z)
-    # depth edges: the stereo match fails on one side of a discontinuity
-    zf = np.where(valid, depth, 10.0)
-    jump = np.zeros((H, W), dtype=bool)
-    dz_x = np.abs(np.diff(zf, axis=1)) > cfg.edge_jump
-    dz_y = np.abs(np.diff(zf, axis=0)) > cfg.edge_jump
-    jump[:, 1:] |= dz_x
-    jump[:, :-1] |= dz_x
-    jump[1:] |= dz_y
-    jump[:-1] |= dz_y
-    lost = jump & (rng.random((H, W)) < cfg.edge_drop)
-    # grazing angles: no reliable return
-    lo, hi = cfg.grazing_cos
-    p_graze = np.clip((hi - cos_incidence) / (hi - lo), 0.0, 1.0)
-    lost |= rng.random((H, W)) < p_graze
-    # holes: blobs from a thresholded smooth random field
-    frac = rng.uniform(*cfg.hole_fraction)
-    if frac > 0:
-        field = ndimage.zoom(rng.random((H // 16 + 1, W // 16 + 1)), 16, order=1)[:H, :W]
-        lost |= field > np.quantile(field, 1.0 - frac)
-    lost |= rng.random((H, W)) < cfg.dropout
-    return np.where(valid & ~lost, np.maximum(noisy, 0.0), 0.0)

@@ -13,19 +13,13 @@ import pickle
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image
 
-from posediff_ros.data.render import (
-    DepthNoise,
-    add_depth_noise,
-    face_normals,
-    pixel_rays,
-    rasterize,
-)
+from posediff_ros.data.render import face_normals, pixel_rays, rasterize
+from posediff_ros.data.sensor import SensorSettings, draw_settings, simulate_depth
 from posediff_ros.data.shapes import PART_HANDLE, PART_SCREEN, Shape, make_shape
 from posediff_ros.geometry import REAL275_K, rotation_about_y
 
-GENERATOR_VERSION = "synthetic-1"
+GENERATOR_VERSION = "synthetic-2"  # 2: shape sub-types, sensor model (issue 17)
 BACKGROUND = 255  # mask value of pixels without an object (REAL275)
 MUG_ID = 6
 # a mug's handle counts as visible when at least this fraction of the pixels it covers when
@@ -92,6 +86,7 @@ class SceneFrame:
     instances: list[InstanceGT]
     table_pose: np.ndarray = field(default_factory=lambda: np.eye(4))  # camera-from-table
     depth_exact: np.ndarray | None = None  # (H, W) float64 metres before noise (inf = none)
+    sensor: SensorSettings | None = None  # the sensor that made `depth` (None: exact depth)
 
 
 # --- scenes -------------------------------------------------------------------------------
@@ -99,15 +94,16 @@ class SceneFrame:
 
 def make_scene(
     rng: np.random.Generator, num_objects: int | None = None,
-    class_weights: np.ndarray | None = None, spread: float | None = None,
+    class_weights: np.ndarray | None = None, spread: float | None = None, ood: bool = False,
 ) -> Scene:
-    """2-6 new random shapes standing on a table at random yaw, without overlap."""
+    """2-6 new random shapes standing on a table at random yaw, without overlap; `ood`:
+    shape parameters from the widened out-of-distribution ranges (shapes.Draw)."""
     n = int(num_objects) if num_objects is not None else int(rng.integers(2, 7))
     spread = spread if spread is not None else rng.uniform(0.18, 0.3)  # placement radius (m)
     p = None if class_weights is None else np.asarray(class_weights) / np.sum(class_weights)
     objects: list[PlacedObject] = []
     for cls in rng.choice(np.arange(1, 7), size=n, p=p):
-        shape = make_shape(int(cls), rng)
+        shape = make_shape(int(cls), rng, ood=ood)
         r = 0.5 * np.hypot(shape.extents[0], shape.extents[2])  # footprint circle
         for _ in range(100):
             xz = rng.uniform(-spread, spread, size=2)
@@ -145,11 +141,19 @@ def look_at(position: np.ndarray, target: np.ndarray, roll: float = 0.0):
     return R_cw, -R_cw @ position
 
 
+# camera placement (distance m, elevation deg): training, and the out-of-distribution split
+CAMERA_RANGES = {False: ((0.45, 1.25), (15.0, 65.0)), True: ((0.35, 1.55), (8.0, 75.0))}
+
+
 def sample_camera(
     rng: np.random.Generator, K: np.ndarray = REAL275_K, width: int = 640, height: int = 480,
-    distance: tuple[float, float] = (0.5, 1.2), elevation_deg: tuple[float, float] = (20, 60),
+    distance: tuple[float, float] | None = None, elevation_deg: tuple[float, float] | None = None,
+    ood: bool = False,
 ) -> Camera:
-    """A camera 0.5-1.2 m from a point near the table centre, looking down 20-60 degrees."""
+    """A camera 0.45-1.25 m from a point near the table centre, looking down 15-65 degrees
+    (`ood`: 0.35-1.55 m, 8-75 degrees)."""
+    distance = distance or CAMERA_RANGES[ood][0]
+    elevation_deg = elevation_deg or CAMERA_RANGES[ood][1]
     d = rng.uniform(*distance)
     el = np.deg2rad(rng.uniform(*elevation_deg))
     az = rng.uniform(0, 2 * np.pi)
@@ -165,34 +169,33 @@ def sample_camera(
 def _table_depth(scene: Scene, cam: Camera, rays: np.ndarray):
     """Exact depth (inf = no hit), world hit points and a surface id (0 table, 1 floor)."""
     H, W = rays.shape[:2]
-    rays_w = (rays.reshape(-1, 3) @ cam.R_cw).reshape(H, W, 3)  # ray directions, world frame
+    rays_w = rays.reshape(-1, 3) @ cam.R_cw  # ray directions (z component 1 in the camera)
     origin = -cam.R_cw.T @ cam.t_cw  # camera centre, world frame
-    depth = np.full((H, W), np.inf)
-    surface = np.full((H, W), -1, dtype=np.int8)
-    hits = np.zeros((H, W, 3))
-    dy = rays_w[..., 1]
+    dy = rays_w[:, 1]
     down = dy < -1e-9  # only rays going down meet a plane below the camera
-    for sid, height in ((0, 0.0), (1, -scene.floor_drop)):
-        zt = np.full((H, W), np.inf)
-        zt[down] = (height - origin[1]) / dy[down]  # p = origin + z * ray_w has y = height
-        px = origin[0] + zt * rays_w[..., 0]
-        pz = origin[2] + zt * rays_w[..., 2]
+    safe_dy = np.where(down, dy, -1.0)
+    depth = np.full(H * W, np.inf)
+    surface = np.full(H * W, -1, dtype=np.int8)
+    for sid, height in ((1, -scene.floor_drop), (0, 0.0)):  # the table is always nearer
+        zt = (height - origin[1]) / safe_dy  # p = origin + z * ray_w has y = height
         ok = down & (zt > 0.05)
         if sid == 0:
             hx, hz = scene.table_half_size
-            ok &= (np.abs(px) < hx) & (np.abs(pz) < hz)
-        better = ok & (zt < depth)
-        depth[better] = zt[better]
-        surface[better] = sid
-        hits[better] = np.stack([px[better], np.full(int(better.sum()), height), pz[better]], -1)
-    return depth, hits, surface
+            ok &= (np.abs(origin[0] + zt * rays_w[:, 0]) < hx)
+            ok &= (np.abs(origin[2] + zt * rays_w[:, 2]) < hz)
+        depth = np.where(ok, zt, depth)
+        surface[ok] = sid
+    hits = origin + np.where(np.isfinite(depth), depth, 0.0)[:, None] * rays_w
+    return depth.reshape(H, W), hits.reshape(H, W, 3), surface.reshape(H, W)
 
 
 def render_frame(
-    scene: Scene, cam: Camera, rng: np.random.Generator, noise: bool | DepthNoise = True,
+    scene: Scene, cam: Camera, rng: np.random.Generator, noise: bool | SensorSettings = True,
     with_color: bool = True, with_coord: bool = True, noise_rng: np.random.Generator | None = None,
 ) -> SceneFrame:
     """Render one view of a scene: colour, depth (mm), instance mask, NOCS map, ground truth.
+    Depth goes through the sensor model (data/sensor.py): `noise` True draws the frame's
+    sensor from the training ranges, a SensorSettings uses that one, False keeps exact depth.
     Instances with no visible pixel are left out of `instances` (their id is not reused)."""
     H, W, K = cam.height, cam.width, cam.K
     rays = pixel_rays(K, W, H)
@@ -235,11 +238,14 @@ def render_frame(
     cos_inc = np.abs(np.einsum("hwc,hwc->hw", normals, ray_dir))
 
     nrng = noise_rng if noise_rng is not None else rng
+    sensor = None
     if noise is False:
         depth_m = np.where(np.isfinite(depth) & (depth < 3.0), depth, 0.0)
     else:
-        cfg = noise if isinstance(noise, DepthNoise) else None
-        depth_m = add_depth_noise(depth, cos_inc, nrng, cfg)
+        sensor = noise if isinstance(noise, SensorSettings) else draw_settings(nrng)
+        # surfaces: objects 0..N-1, table -1, floor -2, nothing -3
+        label = np.where(obj_idx >= 0, obj_idx, np.where(t_surface >= 0, -1 - t_surface, -3))
+        depth_m = simulate_depth(depth, cos_inc, label, nrng, sensor, fx=float(K[0, 0]))
     depth_mm = np.clip(np.round(depth_m * 1000.0), 0, 65535).astype(np.uint16)
 
     instances = []
@@ -276,7 +282,8 @@ def render_frame(
              if with_color else np.zeros((H, W, 3), dtype=np.uint8))
     table_pose = np.eye(4)
     table_pose[:3, :3], table_pose[:3, 3] = cam.R_cw, cam.t_cw
-    return SceneFrame(color, depth_mm, mask, coord, K.copy(), instances, table_pose, depth)
+    return SceneFrame(color, depth_mm, mask, coord, K.copy(), instances, table_pose, depth,
+                      sensor)
 
 
 def _shade(scene, cam, obj_idx, fid, part_of_face, normals, t_hits, t_surface, rng):
@@ -306,7 +313,7 @@ def _shade(scene, cam, obj_idx, fid, part_of_face, normals, t_hits, t_surface, r
 
 def render_scene(
     rng: np.random.Generator, K: np.ndarray = REAL275_K, width: int = 640, height: int = 480,
-    num_objects: int | None = None, noise: bool | DepthNoise = True,
+    num_objects: int | None = None, noise: bool | SensorSettings = True,
 ) -> SceneFrame:
     """A new random scene seen from one random camera (the ROS synthetic camera's source)."""
     scene = make_scene(rng, num_objects)
@@ -342,6 +349,8 @@ def write_real275_frame(root: str, scene_name: str, frame_idx: int, frame: Scene
                         model_prefix: str) -> None:
     """Write one frame: <root>/<scene>/<ffff>_{color,depth,mask,coord}.png + _meta.txt,
     <root>/gts/results_<scene>_<ffff>.pkl, <root>/obj_models/<model>.txt (extents)."""
+    from PIL import Image  # only for writing: rendering runs without Pillow (GPU check)
+
     sdir = os.path.join(root, scene_name)
     os.makedirs(sdir, exist_ok=True)
     os.makedirs(os.path.join(root, "gts"), exist_ok=True)

@@ -57,14 +57,29 @@ def mean_rotation(r: torch.Tensor, dim: int = 0) -> torch.Tensor:
 
 
 def log_map(r: torch.Tensor) -> torch.Tensor:
-    """(..., 3, 3) -> (..., 3) rotation vectors (axis * angle), for small-spread covariance."""
-    angle = torch.acos((((r.diagonal(dim1=-2, dim2=-1).sum(-1)) - 1) / 2).clamp(-1.0, 1.0))
+    """(..., 3, 3) -> (..., 3) rotation vectors (axis * angle, angle in [0, pi]), accurate
+    at every angle in float32 as in float64.
+
+    acos((trace - 1) / 2) is ill-conditioned near 0 and pi (a trace rounding error e gives an
+    angle error ~sqrt(e)), so the angle is atan2(|w| / 2, (trace - 1) / 2) with
+    w = vee(R - R^T) = 2 sin(angle) axis. Up to pi/2 the axis is w / |w|; beyond, w shrinks to
+    0 with sin(angle) and loses its direction, so the axis comes from the symmetric part
+    (R + R^T) / 2 - cos(angle) I = (1 - cos(angle)) axis axis^T (its column of the largest
+    diagonal entry), with the sign of w."""
     w = torch.stack([r[..., 2, 1] - r[..., 1, 2], r[..., 0, 2] - r[..., 2, 0],
                      r[..., 1, 0] - r[..., 0, 1]], dim=-1)
-    sin = torch.sin(angle).unsqueeze(-1)
-    half = torch.full_like(sin, 0.5)  # small-angle limit of angle / (2 sin angle)
-    scale = torch.where(sin.abs() > 1e-6, angle.unsqueeze(-1) / (2 * sin), half)
-    return w * scale
+    cos = (r.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2
+    sin = w.norm(dim=-1) / 2
+    angle = torch.atan2(sin, cos)
+    # near 0: angle / (2 sin) -> 1/2 (sin == 0 only for the identity, where w == 0 too)
+    small = w * torch.where(sin > 0, angle / (2 * sin.clamp_min(1e-30)), 0.5).unsqueeze(-1)
+    sym = (r + r.transpose(-1, -2)) / 2 - cos[..., None, None] * torch.eye(3, dtype=r.dtype,
+                                                                             device=r.device)
+    k = sym.diagonal(dim1=-2, dim2=-1).argmax(-1)[..., None, None].expand(*r.shape[:-1], 1)
+    axis = torch.nn.functional.normalize(torch.take_along_dim(sym, k, dim=-1)[..., 0], dim=-1)
+    sign = torch.where((axis * w).sum(-1) < 0, -1.0, 1.0).to(r.dtype)
+    large = axis * (sign * angle).unsqueeze(-1)
+    return torch.where((cos < 0).unsqueeze(-1), large, small)
 
 
 def canonical_symmetric(r: torch.Tensor, t: torch.Tensor, symmetric: torch.Tensor) -> torch.Tensor:

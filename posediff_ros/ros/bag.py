@@ -1,14 +1,17 @@
 """posediff-bag: run the pose pipeline over a recorded rosbag2 (mcap or sqlite3), offline.
 
 Reads depth, mask, camera_info and (optionally) Detection2DArray topics with the pure-Python
-`rosbags` library (no ROS distro, no rosbag2 CLI needed), pairs them by header stamp exactly as
-the node does, processes EVERY complete frame (offline: nothing is dropped) and writes
+`rosbags` library (no ROS distro, no rosbag2 CLI needed), pairs them by header stamp with the
+node's policy (--sync exact | approximate, sync.py), takes the camera_info valid at each
+frame's stamp, processes EVERY complete frame (offline: none skipped for being late; frames
+that never completed are counted in the summary) and writes
   OUTPUT/            a new bag: /object_poses (Detection3DArray) and /tf (TFMessage)
   OUTPUT.csv         one row per object
   OUTPUT.json        one entry per frame (objects and the reasons objects were skipped)
 
   posediff-bag recorded_bag out_bag --depth /camera/depth --mask /seg/mask \
       --camera-info /camera/camera_info --detections /seg/detections --model random
+  posediff-bag recorded_bag out_bag --segmentation boxes --detections /yolo/detections ...
 """
 
 import argparse
@@ -21,12 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-from posediff_ros.categories import BY_ID
+from posediff_ros.categories import BY_ID, ClassNames
+from posediff_ros.data.boxes import Box, instances_from_boxes
 from posediff_ros.geometry import matrix_to_quaternion
 from posediff_ros.pipeline import Pipeline, PipelineConfig, check_frame, object_names
 from posediff_ros.ros import convert
-from posediff_ros.ros.params import parse_class, parse_class_map
-from posediff_ros.sync import ApproxTimeSync
+from posediff_ros.ros.params import parse_class_aliases, parse_class_map
+from posediff_ros.sync import StampHistory, make_sync
 
 CSV_COLUMNS = ["stamp_ns", "frame_id", "instance_id", "class", "score", "x", "y", "z",
                "qx", "qy", "qz", "qw", "size_x", "size_y", "size_z"]
@@ -56,19 +60,23 @@ def typestore_with(packages: tuple[str, ...] = ("vision_msgs",)):
 @dataclass
 class Topics:
     depth: str
-    mask: str
+    mask: str | None  # None: segmentation boxes
     camera_info: str
     detections: str | None  # None: classes from class_map
 
+    @property
+    def synced(self) -> list[str]:
+        return [t for t in (self.depth, self.mask, self.detections) if t]
 
-def read_frames(path: Path, topics: Topics, slop: float):
-    """Yield (timestamp_ns, {depth, mask, detections?}, camera_info) in bag order."""
+
+def read_frames(path: Path, topics: Topics, sync):
+    """Yield (timestamp_ns, {depth, mask, detections}, camera_info at the frame's stamp) in
+    bag order; `sync` (sync.make_sync over topics.synced) pairs them and counts what it drops."""
     from rclpy.serialization import deserialize_message
     from rosbags.rosbag2 import Reader
 
-    synced = [topics.depth, topics.mask] + ([topics.detections] if topics.detections else [])
-    sync = ApproxTimeSync(synced, slop, queue_size=50)
-    info = None
+    synced = topics.synced
+    infos = StampHistory()
     with Reader(path) as reader:
         wanted = {topics.camera_info, *synced}
         found = {c.topic for c in reader.connections}
@@ -80,27 +88,49 @@ def read_frames(path: Path, topics: Topics, slop: float):
         for conn, timestamp, raw in reader.messages(connections=connections):
             msg = deserialize_message(raw, message_class(conn.msgtype))
             if conn.topic == topics.camera_info:
-                info = msg
+                infos.add(convert.stamp_to_ns(msg.header.stamp), msg)
                 continue
-            frame = sync.add(conn.topic, convert.stamp_to_ns(msg.header.stamp), msg)
-            if frame is not None:
-                yield timestamp, {
-                    "depth": frame[topics.depth], "mask": frame[topics.mask],
-                    "detections": frame.get(topics.detections) if topics.detections else None,
-                }, info
+            for frame in sync.add(conn.topic, convert.stamp_to_ns(msg.header.stamp), msg):
+                yield timestamp, _named(frame, topics), infos.pick(frame["_stamp_ns"])
+    for frame in sync.flush():  # the end: what waited for more messages is decided
+        yield timestamp, _named(frame, topics), infos.pick(frame["_stamp_ns"])
 
 
-def frame_classes(detections, class_map: dict[int, int]) -> dict[int, int]:
-    if detections is None:
-        return class_map
-    out = {}
+def _named(frame: dict, topics: Topics) -> dict:
+    return {name: frame.get(topic) for name, topic in (
+        ("depth", topics.depth), ("mask", topics.mask), ("detections", topics.detections))}
+
+
+def detection_classes(detections, names: ClassNames) -> list[tuple[object, int]]:
+    """(Detection2D, NOCS class) of the detections whose class is a NOCS category."""
+    out = []
     for det in detections.detections:
-        if det.results:
-            try:
-                out[int(det.id)] = parse_class(det.results[0].hypothesis.class_id)
-            except ValueError:
-                continue
+        cls = names.resolve(det.results[0].hypothesis.class_id) if det.results else None
+        if cls is not None:
+            out.append((det, cls))
     return out
+
+
+def frame_inputs(frame: dict, info, args, names: ClassNames, class_map: dict[int, int]):
+    """(depth m, instance mask, K, {instance: class}) of a frame; raises ValueError."""
+    depth = convert.depth_to_metres(frame["depth"])
+    K = None if info is None else convert.camera_info_to_k(info)
+    if args.segmentation == "boxes":
+        if K is None:
+            raise ValueError("no camera_info before this frame")
+        dets = detection_classes(frame["detections"], names)
+        boxes = [Box.from_center(d.bbox.center.position.x, d.bbox.center.position.y,
+                                 d.bbox.size_x, d.bbox.size_y, c) for d, c in dets]
+        mask, classes = instances_from_boxes(depth, K, boxes, [d.id for d, _ in dets])
+        return depth, mask, K, classes
+    mask = convert.mask_to_numpy(frame["mask"])
+    if frame["detections"] is None:
+        return depth, mask, K, class_map
+    classes = {}
+    for det, cls in detection_classes(frame["detections"], names):
+        if det.id.strip().isdigit():
+            classes[int(det.id)] = cls
+    return depth, mask, K, classes
 
 
 def object_rows(stamp_ns: int, frame_id: str, objects) -> list[dict]:
@@ -114,13 +144,7 @@ def object_rows(stamp_ns: int, frame_id: str, objects) -> list[dict]:
     return rows
 
 
-def run(args: argparse.Namespace) -> dict:
-    from rclpy.serialization import serialize_message
-    from rosbags.rosbag2 import StoragePlugin, Writer
-    from std_msgs.msg import Header
-    from tf2_msgs.msg import TFMessage
-
-    from posediff_ros.ros import messages
+def make_pipeline(args: argparse.Namespace) -> Pipeline:
     from posediff_ros.runtime import DEFAULT_MODEL, load_backend
 
     backend = load_backend(args.backend, args.model or DEFAULT_MODEL, device=args.device)
@@ -128,12 +152,29 @@ def run(args: argparse.Namespace) -> dict:
     backend.configure(backend.settings.override(
         num_samples=args.num_samples, steps=args.steps, solver=args.solver,
         w_schedule=args.w_schedule, w_max=args.w_max))
-    pipeline = Pipeline(backend, PipelineConfig(min_points=args.min_points,
-                                                depth_range=(args.depth_min, args.depth_max)))
+    return Pipeline(backend, PipelineConfig(min_points=args.min_points,
+                                            depth_range=(args.depth_min, args.depth_max)))
+
+
+def run(args: argparse.Namespace) -> dict:
+    from rclpy.serialization import serialize_message
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from std_msgs.msg import Header
+    from tf2_msgs.msg import TFMessage
+
+    from posediff_ros.ros import messages
+
+    pipeline = make_pipeline(args)
+    class_names = ClassNames(parse_class_aliases(args.class_aliases))
     class_map = parse_class_map(args.class_map)
     if not args.detections and not class_map:
         raise SystemExit("posediff-bag: give --detections TOPIC or --class-map ID:CLASS ...")
-    topics = Topics(args.depth, args.mask, args.camera_info, args.detections)
+    if args.segmentation == "boxes" and not args.detections:
+        raise SystemExit("posediff-bag: --segmentation boxes needs --detections TOPIC")
+    topics = Topics(args.depth, args.mask if args.segmentation == "mask" else None,
+                    args.camera_info, args.detections)
+    sync = make_sync(args.sync, topics.synced, args.slop, queue_size=50, max_age=1.0,
+                     drop_older=False)
     output = Path(args.output)
     storage = StoragePlugin.MCAP if args.storage == "mcap" else StoragePlugin.SQLITE3
     store = typestore_with()
@@ -142,24 +183,21 @@ def run(args: argparse.Namespace) -> dict:
         poses_conn = writer.add_connection("/object_poses", "vision_msgs/msg/Detection3DArray",
                                            typestore=store)
         tf_conn = writer.add_connection("/tf", "tf2_msgs/msg/TFMessage", typestore=store)
-        for timestamp, frame, info in read_frames(Path(args.input), topics, args.slop):
+        for timestamp, frame, info in read_frames(Path(args.input), topics, sync):
             depth_msg = frame["depth"]
             stamp_ns = convert.stamp_to_ns(depth_msg.header.stamp)
             try:
-                depth = convert.depth_to_metres(depth_msg)
-                mask = convert.mask_to_numpy(frame["mask"])
-                K = None if info is None else convert.camera_info_to_k(info)
+                depth, mask, K, classes = frame_inputs(frame, info, args, class_names,
+                                                       class_map)
+                problem = check_frame(depth, mask, K)
             except ValueError as err:
-                print(f"frame {stamp_ns} skipped: {err}", file=sys.stderr)
-                skipped_frames += 1
-                continue
-            problem = check_frame(depth, mask, K)
+                problem = str(err)
             if problem:
                 print(f"frame {stamp_ns} skipped: {problem}", file=sys.stderr)
                 skipped_frames += 1
                 continue
-            classes = frame_classes(frame["detections"], class_map)
-            result = pipeline.process(depth, mask, K, classes, args.mask_background)
+            background = 0 if args.segmentation == "boxes" else args.mask_background
+            result = pipeline.process(depth, mask, K, classes, background)
             header = Header(stamp=depth_msg.header.stamp, frame_id=depth_msg.header.frame_id)
             names = object_names(result.objects, args.frame_prefix)
             writer.write(poses_conn, timestamp,
@@ -184,6 +222,7 @@ def run(args: argparse.Namespace) -> dict:
     json_path.write_text(json.dumps({"input": str(args.input), "model": str(args.model),
                                      "frames": frames}, indent=1))
     summary = {"frames": len(frames), "objects": len(rows), "skipped_frames": skipped_frames,
+               "sync": sync.stats.values(), "unknown_classes": class_names.unknown,
                "bag": str(output), "csv": str(csv_path), "json": str(json_path)}
     if frames:
         summary["mean_inference_ms"] = float(np.mean(
@@ -213,7 +252,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--min-points", type=int, default=50)
     p.add_argument("--depth-min", type=float, default=0.1)
     p.add_argument("--depth-max", type=float, default=5.0)
-    p.add_argument("--slop", type=float, default=0.05, help="max stamp difference (s)")
+    p.add_argument("--sync", choices=["exact", "approximate"], default="exact",
+                   help="pairing: identical stamps, or message_filters ApproximateTime")
+    p.add_argument("--slop", type=float, default=0.02,
+                   help="approximate: max stamp difference in a set (s)")
+    p.add_argument("--segmentation", choices=["mask", "boxes"], default="mask",
+                   help="boxes: no mask topic, objects cut out inside the detections' boxes")
+    p.add_argument("--class-aliases", nargs="*", default=[],
+                   help="detector class:NOCS class, on top of the defaults (cup:mug, ...)")
     p.add_argument("--frame-prefix", default="")
     p.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap")
     p.add_argument("--csv", default=None, help="default: OUTPUT.csv")

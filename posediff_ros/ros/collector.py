@@ -15,6 +15,7 @@ from posediff_ros.categories import BY_NAME, is_symmetric
 from posediff_ros.geometry import quaternion_to_matrix, rotation_error_deg, translation_error_cm
 from posediff_ros.ros.convert import stamp_to_ns
 from posediff_ros.ros.node import TF_QOS
+from posediff_ros.ros.synthetic_camera import HANDLE_VISIBLE
 
 
 @dataclass
@@ -22,9 +23,10 @@ class ObjectError:
     stamp_ns: int
     instance_id: int
     class_name: str
-    rotation_deg: float  # about the symmetry axis only for bottle, bowl, can
+    rotation_deg: float  # about the symmetry axis only for bottle, bowl, can, hidden-handle mugs
     translation_cm: float
     size_error: float  # mean relative box-extent error
+    handle_hidden: bool = False  # a mug whose handle the ground truth marks hidden
 
 
 def detection_arrays(msg: Detection3DArray) -> dict[int, tuple[str, np.ndarray, np.ndarray,
@@ -41,21 +43,31 @@ def detection_arrays(msg: Detection3DArray) -> dict[int, tuple[str, np.ndarray, 
     return out
 
 
+def handle_visible(msg: Detection3DArray) -> dict[int, bool]:
+    """{instance id: handle visible} from the ground truth (True unless a HANDLE_VISIBLE
+    result says 0)."""
+    return {int(det.id): all(r.hypothesis.score >= 0.5 for r in det.results
+                             if r.hypothesis.class_id == HANDLE_VISIBLE)
+            for det in msg.detections}
+
+
 def compare(estimate: Detection3DArray, truth: Detection3DArray) -> list[ObjectError]:
     """Per-object errors of the detections that have a ground-truth object of the same id."""
     stamp = stamp_to_ns(estimate.header.stamp)
     est, gt = detection_arrays(estimate), detection_arrays(truth)
+    visible = handle_visible(truth)
     errors = []
     for inst, (name, R, t, size) in sorted(est.items()):
         if inst not in gt:
             continue
         _, R_gt, t_gt, size_gt = gt[inst]
-        # mugs count as asymmetric: the handle visibility is not in the message
-        symmetric = is_symmetric(BY_NAME[name].id, handle_visible=True)
+        # a mug whose handle the camera cannot see is symmetric (NOCS protocol)
+        symmetric = is_symmetric(BY_NAME[name].id, handle_visible=visible[inst])
         errors.append(ObjectError(
             stamp, inst, name, float(rotation_error_deg(R, R_gt, symmetric)),
             float(translation_error_cm(t, t_gt)),
-            float(np.mean(np.abs(size - size_gt) / np.maximum(size_gt, 1e-6)))))
+            float(np.mean(np.abs(size - size_gt) / np.maximum(size_gt, 1e-6))),
+            handle_hidden=not visible[inst]))
     return errors
 
 

@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -80,6 +81,37 @@ def stop_all(procs: list[subprocess.Popen]) -> str:
     return "\n".join(out)
 
 
+def wait_first_result(collector, executor, procs, timeout: float) -> bool:
+    """Spin until the first result arrives (True) or a started process ends (False), or
+    the timeout passes (False). A process that ends is noticed within 0.1 s."""
+    return collector.spin_until(
+        executor, lambda: bool(collector.poses) or any(p.poll() is not None for p in procs),
+        timeout) and bool(collector.poses)
+
+
+def start_and_wait(args, model: str, collector, executor):
+    """Start the nodes and wait for the first result. When `ros2 launch` ends before any
+    result (a broken install: executables or the package not found), say why and start the
+    same nodes as plain processes. -> (processes, how they were started, earlier output)"""
+    start = time.monotonic()
+    procs, started = start_nodes(args, model)
+    print(f"started synthetic_camera + posediff_node ({started}), ROS_DOMAIN_ID="
+          f"{os.environ['ROS_DOMAIN_ID']}, model {model}", flush=True)
+    if wait_first_result(collector, executor, procs, args.startup_timeout):
+        return procs, started, ""
+    dead = [p for p in procs if p.poll() is not None]
+    if not dead or args.no_launch:
+        return procs, started, ""
+    logs = stop_all(procs)
+    print(f"{started} ended (exit code {dead[0].returncode}) after "
+          f"{time.monotonic() - start:.1f} s without a result; its output ends:\n"
+          f"{logs[-1500:]}\nfalling back to separate processes", flush=True)
+    args.no_launch = True
+    procs, started = start_nodes(args, model)
+    wait_first_result(collector, executor, procs, args.startup_timeout)
+    return procs, started, logs
+
+
 def report(collector, window: tuple[int, int], started: str) -> bool:
     from posediff_ros.ros.collector import compare
 
@@ -102,13 +134,14 @@ def report(collector, window: tuple[int, int], started: str) -> bool:
     print(f"{'id':>3} {'class':8} {'rot err deg':>11} {'trans err cm':>12} {'size err %':>10}")
     for e in compare(collector.poses[last], collector.truth[last]):
         print(f"{e.instance_id:>3} {e.class_name:8} {e.rotation_deg:11.1f} "
-              f"{e.translation_cm:12.2f} {100 * e.size_error:10.1f}")
+              f"{e.translation_cm:12.2f} {100 * e.size_error:10.1f}"
+              + ("  (handle hidden: symmetric)" if e.handle_hidden else ""))
     by_class = defaultdict(list)
     for s in stamps:
         for e in compare(collector.poses[s], collector.truth[s]):
             by_class[e.class_name].append(e)
     print(f"\nover {len(stamps)} frames (rotation about the symmetry axis ignored for "
-          "bottle, bowl, can; mugs counted asymmetric), medians:")
+          "bottle, bowl, can and mugs whose handle is hidden), medians:")
     for name, errs in sorted(by_class.items()):
         print(f"  {name:8} n={len(errs):3d}  rot {np.median([e.rotation_deg for e in errs]):6.1f}"
               f" deg  trans {np.median([e.translation_cm for e in errs]):6.2f} cm  "
@@ -165,18 +198,16 @@ def main(argv: list[str] | None = None) -> int:
 
     from posediff_ros.ros.collector import Collector
 
-    procs, started = start_nodes(args, model)
-    print(f"started synthetic_camera + posediff_node ({started}), ROS_DOMAIN_ID="
-          f"{os.environ['ROS_DOMAIN_ID']}, model {model}")
     rclpy.init()
     collector = Collector()
     executor = SingleThreadedExecutor()
     executor.add_node(collector)
-    ok = False
+    ok, logs, procs = False, "", []
     try:
-        if not collector.spin_until(executor, lambda: len(collector.poses) > 0,
-                                    args.startup_timeout):
-            print(f"no result within {args.startup_timeout:.0f} s")
+        procs, started, logs = start_and_wait(args, model, collector, executor)
+        if not collector.poses:
+            print(f"no result: none within {args.startup_timeout:.0f} s, or the nodes ended "
+                  "(their output is below)")
         else:
             print("first result received; measuring for "
                   f"{args.duration:.0f} s", flush=True)
@@ -189,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        logs = stop_all(procs)
+        logs += stop_all(procs)
         executor.shutdown()
         collector.destroy_node()
         rclpy.try_shutdown()

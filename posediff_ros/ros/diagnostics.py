@@ -8,6 +8,7 @@ StageTimes keeps the node's own per-stage timers of its recent frames (p50 / p99
 on /diagnostics, so a user sees where the time goes on their machine).
 """
 
+import statistics
 import threading
 import time
 from collections import deque
@@ -102,6 +103,8 @@ class Health:
     processed: RateWindow | None = None
     last_latency_ms: float | None = None
     last_inference_ms: float | None = None
+    # stamp -> set complete of the last frames paired: what waiting for late partners costs
+    pairing_ms: deque = field(default_factory=lambda: deque(maxlen=100))
     rejected: int = 0
     last_problem: str = ""
     last_problem_at: float = -1e9
@@ -126,6 +129,11 @@ class Health:
     def inference(self, ms: float) -> None:
         self.last_inference_ms = ms
 
+    def paired(self, ms: float) -> None:
+        """A frame's messages are all there, `ms` after its stamp."""
+        with self._lock:
+            self.pairing_ms.append(ms)
+
     def problem(self, text: str, now: float | None = None) -> None:
         """A frame or object was rejected (the text is the node's log line)."""
         with self._lock:
@@ -133,7 +141,7 @@ class Health:
             self.last_problem = text
             self.last_problem_at = time.monotonic() if now is None else now
 
-    def status(self, required: list[str], dropped: dict[str, int], extra: dict[str, str],
+    def status(self, required: list[str], dropped: dict[str, int | str], extra: dict[str, str],
                now: float | None = None) -> tuple[bytes, str, dict[str, str]]:
         """(level, message, key/values). `required`: the synced image topics."""
         now = time.monotonic() if now is None else now
@@ -149,6 +157,8 @@ class Health:
             values["rejected inputs"] = str(self.rejected)
             values["last latency (ms)"] = _fmt(self.last_latency_ms)
             values["last inference (ms)"] = _fmt(self.last_inference_ms)
+            values["stamp to paired (ms, median of last 100)"] = _fmt(
+                statistics.median(self.pairing_ms) if self.pairing_ms else None)
             values.update(extra)
             errors, warnings = [], []
             silent = [t for t in required
@@ -190,10 +200,13 @@ class DiagnosticsPublisher:
 
     def snapshot(self) -> tuple[bytes, str, dict[str, str]]:
         node = self.node
-        dropped = {"unsynced messages dropped": node.sync.stats.dropped,
+        unknown = node.class_names.unknown.copy()  # written by the worker
+        dropped = {**node.sync.stats.values(),
                    "frames skipped while busy": node.slot.replaced,
                    # bounded by queue_size per topic + the one-slot frame buffer
-                   "queued messages": sum(len(q) for q in node.sync.queues.values())}
+                   "queued messages": node.sync.pending(),
+                   "unknown classes skipped": ", ".join(
+                       f"{name} {n}" for name, n in sorted(unknown.items())) or "0"}
         backend = node.pipeline.backend
         extra = {"backend": getattr(backend, "name", type(backend).__name__),
                  "model": node.params.model_path or "bundled default",

@@ -3,14 +3,18 @@
 Subscribes (relative names, remap freely; sensor-data QoS):
   depth (Image 16UC1 mm | 32FC1 m), camera_info (CameraInfo), mask (Image mono8 | mono16 |
   32SC1 instance ids, `mask_background` = none; rgb8/bgr8 class colours when class_source is
-  color_mask), detections (vision_msgs/Detection2DArray, id = mask id; only when class_source
-  is detections), color (Image, optional, for the overlay).
+  color_mask; not with segmentation=boxes), detections (vision_msgs/Detection2DArray: id = mask
+  id, or the boxes themselves with segmentation=boxes; only when class_source is detections),
+  color (Image, optional, for the overlay).
 Publishes: object_poses (Detection3DArray, see ros/messages.py), /tf, markers (MarkerArray),
   debug/points (PointCloud2, publish_debug), overlay (Image rgb8, publish_overlay).
 
-Depth, mask (and detections) are paired by approximate time (`slop`); camera_info and colour
-are taken as the latest / nearest. Only the newest complete frame is processed: a worker
-thread takes it from a one-slot buffer, so nothing queues when inference is slow.
+Depth, mask (and detections) are paired by header stamp (sync.py: `sync` exact, or
+approximate within `slop`); camera_info is the one valid at the frame's stamp, colour the
+nearest. Only the newest complete frame is processed: a worker thread takes it from a one-slot
+buffer, so nothing queues when inference is slow. A frame that cannot be processed gets an
+empty object_poses and its markers deleted, so nothing stale stays on screen.
+
 
 Parameters are read into one frozen NodeParams (ros/params.py). The sampler's can change
 while running: the on-set callback only checks a change; the worker applies it between frames
@@ -46,6 +50,8 @@ from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray, Detection3DArray
 from visualization_msgs.msg import MarkerArray
 
+from posediff_ros.categories import ClassNames
+from posediff_ros.data.boxes import Box, BoxCutConfig, instances_from_boxes
 from posediff_ros.frame_checks import frame_problems
 from posediff_ros.pipeline import (
     FallbackOnFailure,
@@ -58,13 +64,12 @@ from posediff_ros.ros import convert, messages
 from posediff_ros.ros.diagnostics import DiagnosticsPublisher, Health, Laps, StageTimes
 from posediff_ros.ros.log_bridge import forward_core_logs
 from posediff_ros.ros.overlay import draw_overlay
-from posediff_ros.ros.params import SAMPLER_PARAMS, NodeParams, parse_class
+from posediff_ros.ros.params import SAMPLER_PARAMS, NodeParams
 from posediff_ros.ros.run import run_node
 from posediff_ros.runtime.base import SamplerSettings
-from posediff_ros.sync import ApproxTimeSync, LatestSlot
+from posediff_ros.sync import LatestSlot, StampHistory, make_sync
 from posediff_ros.threads import limit_threads
 from posediff_ros.transforms import TransformUnavailable, transform_object
-from posediff_ros.validation import StampOrder
 
 TF_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
                     durability=DurabilityPolicy.VOLATILE)
@@ -126,10 +131,22 @@ PARAMETERS = {
     "class_colors": ([""], _describe("class_source=color_mask: ['<class>:#rrggbb']")),
     "mask_background": (0, _describe("mask value meaning no object (REAL275 uses 255)",
                                      int_range=(-1, 2**31 - 1))),
-    "slop": (0.05, _describe("max stamp difference (s) of depth, mask and detections",
+    "segmentation": ("mask", _describe(
+        "mask: an instance mask topic | boxes: no mask, each object cut out of the depth "
+        "inside its Detection2D box (YOLO-style detectors)")),
+    "class_aliases": ([""], _describe(
+        "detector class names -> NOCS classes on top of the defaults (cup -> mug, tin can -> "
+        "can, ...): ['<detector class>:<class name or id>']; case does not matter")),
+    "sync": ("exact", _describe(
+        "pairing of depth, mask and detections: exact (identical header stamps, as "
+        "segmenters copy them) | approximate (message_filters ApproximateTime within slop)")),
+    "slop": (0.02, _describe("approximate sync: max stamp difference (s) within a set",
                              float_range=(0.0, 10.0))),
-    "queue_size": (10, _describe("messages kept per input for time sync",
+    "queue_size": (30, _describe("messages of each input waiting for their partners",
                                  int_range=(1, 1000))),
+    "max_age": (1.0, _describe(
+        "exact sync: seconds (of stamp time) a frame waits for late partners before it is "
+        "dropped and counted", float_range=(0.0, 1.9))),
     "camera_frame": ("", _describe("frame of the outputs; empty = the depth image's frame_id")),
     "target_frame": ("", _describe("frame to publish in, e.g. base_link (the camera -> target "
                                    "transform at the input stamp, from TF); empty = camera")),
@@ -167,7 +184,6 @@ class PoseNode(LifecycleNode):
         self.stage_times = StageTimes()  # the worker's per-stage timers, on /diagnostics too
         self.published = dict.fromkeys(("object_poses", "tf", "markers", "debug/points",
                                         "overlay"), 0)  # messages sent per output
-        self._arrivals: dict[int, int] = {}  # stamp -> arrival (ROS clock ns) of its first input
         # the core's log records (backend fallback, graph export) go to this node's logger
         self._log_bridge = forward_core_logs(self.get_logger())
         self.pipeline: Pipeline | None = None  # configured
@@ -216,18 +232,22 @@ class PoseNode(LifecycleNode):
         p = self.params
         self.get_logger().info(
             f"ready: backend {self.pipeline.backend.name}, {self.pipeline.backend.num_points} "
-            f"points/object, classes from {p.class_source}, sync {p.sync_topics} slop {p.slop}s"
+            f"points/object, classes from {p.class_source}, segmentation {p.segmentation}, "
+            f"{p.sync} sync of {p.sync_topics}"
             + (f", outputs in {p.target_frame}" if p.target_frame else "")
             + f" (activated in {1e3 * (time.monotonic() - start):.0f} ms)")
         return super().on_activate(state)
 
     def _start(self) -> None:
         """Inactive -> active: fresh input state, subscriptions, publishers, the worker."""
-        self.camera_info: CameraInfo | None = None
+        self.camera_infos = StampHistory()  # a frame uses the one valid at its stamp
         self.colors: list[Image] = []
-        self.sync = ApproxTimeSync(self.params.sync_topics, self.params.slop,
-                                   self.params.queue_size)
-        self.stamp_order = StampOrder()
+        p = self.params
+        self.sync = make_sync(p.sync, p.sync_topics, p.slop, p.queue_size, p.max_age)
+        self._sync_drops: dict[str, int] = {}  # per kind of drop: the count last reported
+        self._arrivals: dict[int, int] = {}  # stamp -> arrival (ROS clock ns) of its first input
+        self.class_names = ClassNames(p.class_aliases)
+        self.box_config = BoxCutConfig(depth_range=p.depth_range)
         self.slot = LatestSlot()
         self.markers = messages.MarkerTracker()
         self.stats = Stats(since=time.monotonic())
@@ -305,7 +325,8 @@ class PoseNode(LifecycleNode):
         qos = qos_profile_sensor_data
         subscribe = lambda *args: self._active.append(self.create_subscription(*args))  # noqa: E731
         subscribe(Image, "depth", lambda m: self._on_sync("depth", m), qos)
-        subscribe(Image, "mask", lambda m: self._on_sync("mask", m), qos)
+        if "mask" in self.params.sync_topics:
+            subscribe(Image, "mask", lambda m: self._on_sync("mask", m), qos)
         subscribe(CameraInfo, "camera_info", self._on_camera_info, qos)
         if "detections" in self.params.sync_topics:
             subscribe(Detection2DArray, "detections", lambda m: self._on_sync("detections", m),
@@ -408,7 +429,7 @@ class PoseNode(LifecycleNode):
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self.health.input("camera_info")
-        self.camera_info = msg
+        self.camera_infos.add(convert.stamp_to_ns(msg.header.stamp), msg)
 
     def _on_color(self, msg: Image) -> None:
         self.colors = (self.colors + [msg])[-5:]
@@ -417,21 +438,34 @@ class PoseNode(LifecycleNode):
         self.health.input(topic)
         stamp_ns = convert.stamp_to_ns(msg.header.stamp)
         self._note_arrival(stamp_ns)
-        problem, reset = self.stamp_order.check(topic, stamp_ns)
-        if problem:
-            return self._warn(f"stamp:{topic}", problem)
-        if reset:
-            self.sync.reset()
-            self.get_logger().warning(f"stamps on {topic} jumped back: sync queues cleared")
-        dropped = self.sync.stats.dropped
-        frame = self.sync.add(topic, stamp_ns, msg)
-        if self.sync.stats.dropped > dropped:
-            self._warn("sync", f"{self.sync.stats.dropped} input messages dropped so far "
-                       f"without a partner: one of {self.sync.topics} lost (best-effort "
-                       f"transport) or stamps further apart than slop {self.params.slop} s")
-        if frame is not None:
-            frame["_paired_ns"] = self.get_clock().now().nanoseconds
-            self.slot.put(frame)
+        for frame in self.sync.add(topic, stamp_ns, msg):
+            now_ns = self.get_clock().now().nanoseconds
+            frame["_paired_ns"] = now_ns
+            self.health.paired((now_ns - frame["_stamp_ns"]) / 1e6)
+            self.slot.put(frame)  # several at once: the newest is processed, older skipped
+        self._report_sync_drops()
+
+    def _report_sync_drops(self) -> None:
+        """One throttled line per kind of drop whose count grew."""
+        s, p = self.sync.stats, self.params
+        values = s.values()
+        texts = {
+            "unmatched": f"{sum(s.unmatched.values())} input messages dropped so far without "
+                         f"a partner ({values['messages dropped unpaired']}; frames missing "
+                         f"{values['frames dropped, missing topic']}): lost on best-effort "
+                         f"transport, or stamps that never pair ({p.sync} sync of "
+                         f"{self.sync.topics})",
+            "late": f"late messages dropped: {values['messages dropped late']} (their frame "
+                    f"was older than one already answered, or {p.max_age} s behind)",
+            "duplicates": f"duplicate stamps dropped: {values['duplicate stamps dropped']}",
+            "resets": f"stamps jumped back more than 2 s ({s.resets} times so far: bag looped, "
+                      "camera restarted or simulated time reset): the pairing started over"}
+        for kind, text in texts.items():
+            counts = getattr(s, kind)
+            count = counts if isinstance(counts, int) else sum(counts.values())
+            if count > self._sync_drops.get(kind, 0):
+                self._sync_drops[kind] = count
+                self._warn(f"sync:{kind}", text)
 
     def _note_arrival(self, stamp_ns: int) -> None:
         """When the first input of a stamp arrived (for the pairing wait); bounded."""
@@ -454,17 +488,29 @@ class PoseNode(LifecycleNode):
                 name = type(err).__name__
                 self._warn(f"error:{name}", f"frame skipped: {name}: {err}")
 
+    def _class_of(self, det) -> int | None:
+        """NOCS class of a Detection2D, or None (no hypothesis, not a NOCS category)."""
+        if not det.results:
+            return None
+        name = det.results[0].hypothesis.class_id
+        cls = self.class_names.resolve(name)
+        if cls is None:
+            self._warn("class", f"detection class {name!r} is not a NOCS category: skipped "
+                       "(class_aliases maps detector names, e.g. ['tumbler:mug'])", period=30.0)
+        return cls
+
     def _classes(self, frame: dict) -> dict[int, int]:
         if self.params.class_source == "parameter":
             return self.params.mask_classes
         classes = {}
         for det in frame["detections"].detections:
-            if not det.results:
+            cls = self._class_of(det)
+            if cls is None:
                 continue
             try:
-                classes[int(det.id)] = parse_class(det.results[0].hypothesis.class_id)
-            except ValueError as err:
-                self._warn("detections", f"detection id {det.id!r} ignored: {err}")
+                classes[int(det.id)] = cls
+            except ValueError:
+                self._warn("detections", f"detection id {det.id!r} is not a mask id: ignored")
         return classes
 
     def _input_laps(self, frame: dict) -> Laps:
@@ -476,31 +522,50 @@ class PoseNode(LifecycleNode):
         return Laps({"receive": (first - stamp) / 1e6, "pairing wait": (paired - first) / 1e6,
                      "queue": (self.get_clock().now().nanoseconds - paired) / 1e6})
 
+    def _cut_boxes(self, frame: dict, depth, K) -> tuple:
+        """segmentation=boxes: (instance mask, classes), each object cut out of the depth
+        inside its box (data/boxes.py)."""
+        boxes, ids = [], []
+        for det in frame["detections"].detections:
+            cls = self._class_of(det)
+            if cls is not None:
+                box = det.bbox
+                boxes.append(Box.from_center(box.center.position.x, box.center.position.y,
+                                             box.size_x, box.size_y, cls))
+                ids.append(det.id)
+        return instances_from_boxes(depth, K, boxes, ids, self.box_config)
+
+    def _inputs(self, frame: dict, depth, K) -> tuple:
+        """(instance mask, {instance: class}, background) of a frame; ValueError if bad."""
+        p = self.params
+        if p.segmentation == "boxes":
+            if K is None:
+                raise ValueError("no camera_info received yet")
+            return (*self._cut_boxes(frame, depth, K), 0)
+        if p.class_source == "color_mask":
+            mask, classes = instances_from_color_mask(convert.color_to_rgb(frame["mask"]),
+                                                      p.class_colors)
+            return mask, classes, 0
+        return convert.mask_to_numpy(frame["mask"]), self._classes(frame), p.mask_background
+
     def _process(self, frame: dict) -> None:
         p = self.params
         laps = self._input_laps(frame)
-        depth_msg, mask_msg = frame["depth"], frame["mask"]
-        try:
-            depth = convert.depth_image(depth_msg)  # uint16 mm or float32 m, not copied
+        info = self.camera_infos.pick(frame["_stamp_ns"])
+        try:  # boxes: metres for the cut; else as sent (uint16 mm or float32 m), not copied
+            depth = (convert.depth_to_metres(frame["depth"]) if p.segmentation == "boxes"
+                     else convert.depth_image(frame["depth"]))
         except ValueError as err:
-            return self._warn("depth", f"depth image rejected: {err}")
+            return self._reject(frame, "depth", f"depth image rejected: {err}")
         try:
-            if p.class_source == "color_mask":
-                mask, classes = instances_from_color_mask(convert.color_to_rgb(mask_msg),
-                                                          p.class_colors)
-                background = 0
-            else:
-                mask = convert.mask_to_numpy(mask_msg)
-                classes = self._classes(frame)
-                background = p.mask_background
+            K = None if info is None else convert.camera_info_to_k(info)
         except ValueError as err:
-            return self._warn("mask", f"mask image rejected: {err}")
-        info, K = self.camera_info, None
-        if info is not None:
-            try:
-                K = convert.camera_info_to_k(info)
-            except ValueError as err:
-                return self._warn("camera_info", f"camera_info rejected: {err}")
+            return self._reject(frame, "camera_info", f"camera_info rejected: {err}")
+        try:
+            mask, classes, background = self._inputs(frame, depth, K)
+        except ValueError as err:
+            what = "mask image" if p.segmentation == "mask" else "box input"
+            return self._reject(frame, "mask", f"{what} rejected: {err}")
         laps.lap("conversion")
         problems = frame_problems(
             depth, mask, K, camera_size=None if info is None else (info.width, info.height),
@@ -510,7 +575,7 @@ class PoseNode(LifecycleNode):
         for problem in problems:
             self._warn(problem.kind, problem.text, period=problem.period_s)
         if any(problem.skip for problem in problems):
-            return
+            return self._reject(frame)
         laps.lap("checks")
         result = self.pipeline.process(depth, mask, K, classes, background)
         t = result.timings_ms
@@ -519,14 +584,29 @@ class PoseNode(LifecycleNode):
         self.health.inference(t.get("inference", 0.0))
         for inst, why in result.skipped:
             self._warn(f"object:{why[:20]}", f"object {inst} skipped: {why}")
-        self._publish(frame, depth_msg, K, result, laps)
+        self._publish(frame, K, result, laps)
+
+    def _reject(self, frame: dict, kind: str = "", text: str = "") -> None:
+        """A frame that cannot be processed: say why, and clear the outputs (an empty
+        object_poses, the markers deleted) so no stale pose stays on screen."""
+        if text:
+            self._warn(kind, text)
+        header = self._header(frame)
+        header.frame_id = self.params.target_frame or header.frame_id  # where the markers are
+        self.poses_pub.publish(messages.detections_msg(header, []))
+        if self.params.publish_markers:
+            self.markers_pub.publish(self.markers.update(header, [], []))
 
     # --- outputs --------------------------------------------------------------------------
 
-    def _publish(self, frame: dict, depth_msg: Image, K, result, laps: Laps) -> None:
+    def _header(self, frame: dict) -> Header:
+        depth = frame["depth"]
+        return Header(stamp=depth.header.stamp,
+                      frame_id=self.params.camera_frame or depth.header.frame_id)
+
+    def _publish(self, frame: dict, K, result, laps: Laps) -> None:
         """Every output is built only when enabled and someone subscribes to it."""
-        header = Header(stamp=depth_msg.header.stamp,
-                        frame_id=self.params.camera_frame or depth_msg.header.frame_id)
+        header = self._header(frame)
         objects = camera_objects = result.objects
         camera_header = header
         names = object_names(objects, self.params.frame_prefix)

@@ -57,9 +57,25 @@ def parse_palette(entries: list[str]) -> dict[tuple[int, int, int], int]:
     return out
 
 
+def parse_class_aliases(entries: list[str]) -> dict[str, int]:
+    """['cup:mug', 'Tumbler:6'] -> {'cup': 6, 'tumbler': 6}: detector class name -> NOCS id
+    (the name as a detector writes it, any case; the class as a NOCS name or number)."""
+    out = {}
+    for entry in entries:
+        if not entry.strip():
+            continue
+        name, sep, value = entry.rpartition(":")
+        if not sep or not name.strip():
+            raise ValueError(f"class_aliases entry {entry!r} is not '<detector class>:<class>'")
+        out[name.strip()] = parse_class(value)
+    return out
+
+
 # --- the node's parameters as one frozen value ------------------------------------------------
 
 CLASS_SOURCES = ("detections", "parameter", "color_mask")
+SEGMENTATIONS = ("mask", "boxes")
+SYNC_POLICIES = ("exact", "approximate")
 # the sampler's parameters: changeable while running (the others are read-only)
 SAMPLER_PARAMS = ("steps", "solver", "w_schedule", "w_max", "num_samples", "init", "seed")
 
@@ -101,8 +117,12 @@ class NodeParams:
     mask_classes: dict[int, int]  # mask id -> NOCS class id
     class_colors: dict[tuple[int, int, int], int]  # rgb -> NOCS class id
     mask_background: int
+    segmentation: str  # mask: an instance mask topic; boxes: the detections' boxes only
+    class_aliases: dict[str, int]  # detector class name -> NOCS class id (on the defaults)
+    sync: str  # exact | approximate
     slop: float
     queue_size: int
+    max_age: float
     # outputs
     camera_frame: str | None
     target_frame: str | None  # None: outputs in the camera frame
@@ -128,6 +148,7 @@ class NodeParams:
         v["seed"] = _none_if(v["seed"], lambda x: x < 0)
         v["mask_classes"] = parse_class_map(v["mask_classes"])
         v["class_colors"] = parse_palette(v["class_colors"])
+        v["class_aliases"] = parse_class_aliases(v["class_aliases"])
         params = cls(**v)
         params.validate()
         return params
@@ -141,6 +162,13 @@ class NodeParams:
             raise ValueError("class_source=parameter needs mask_classes, e.g. ['1:mug', '2:bowl']")
         if self.class_source == "color_mask" and not self.class_colors:
             raise ValueError("class_source=color_mask needs class_colors, e.g. ['mug:#ff0000']")
+        if self.segmentation not in SEGMENTATIONS:
+            raise ValueError(f"segmentation {self.segmentation!r} not in {SEGMENTATIONS}")
+        if self.segmentation == "boxes" and self.class_source != "detections":
+            raise ValueError("segmentation=boxes takes the classes from the detections: "
+                             "class_source must be detections")
+        if self.sync not in SYNC_POLICIES:
+            raise ValueError(f"sync {self.sync!r} not in {SYNC_POLICIES}")
 
     def sampler_overrides(self) -> dict[str, Any]:
         """The sampler fields set on top of the model's: None ones left out, except the seed
@@ -154,5 +182,6 @@ class NodeParams:
 
     @property
     def sync_topics(self) -> list[str]:
-        """The inputs paired by stamp."""
-        return ["depth", "mask"] + (["detections"] if self.class_source == "detections" else [])
+        """The inputs paired by stamp (boxes: no mask topic)."""
+        mask = ["mask"] if self.segmentation == "mask" else []
+        return ["depth", *mask] + (["detections"] if self.class_source == "detections" else [])

@@ -4,9 +4,14 @@ with ground truth, so the whole pipeline runs without hardware.
 Publishes (relative names, all with the same stamp per frame, frame_id = `frame_id`):
   depth (16UC1 mm), color (rgb8), camera_info, mask (mono8 instance ids, 0 = background),
   detections (Detection2DArray: id = mask id, class_id = NOCS name, 2D box),
-  ground_truth (Detection3DArray of the true poses, same conventions as object_poses).
+  ground_truth (Detection3DArray of the true poses, same conventions as object_poses; a mug
+  has a second result, class_id HANDLE_VISIBLE, score 1.0 when its handle is visible and 0.0
+  when hidden: the NOCS protocol then ignores its rotation about y).
 Rendering is slow (up to ~1 s a frame), so a ring of `ring_size` scenes is rendered in a
-background thread at start and replayed at `rate` Hz with fresh stamps.
+background thread at start and replayed at `rate` Hz with fresh stamps. With `orbit_step_deg`
+> 0 the camera moves instead: one scene seen from `ring_size` viewpoints on a circle around the
+table, `orbit_step_deg` apart, replayed back and forth once all are rendered (on a static
+scene a frame paired with another frame's mask looks right; on a moving camera it does not).
 """
 
 import sys
@@ -26,7 +31,7 @@ from vision_msgs.msg import (
     ObjectHypothesisWithPose,
 )
 
-from posediff_ros.categories import BY_ID
+from posediff_ros.categories import BY_ID, class_id
 from posediff_ros.ros import convert, messages
 from posediff_ros.ros.run import run_node
 
@@ -39,7 +44,20 @@ PARAMETERS = {
     "frame_id": ("camera_color_optical_frame", "frame_id of every message"),
     "width": (640, "image width"),
     "height": (480, "image height"),
+    "class_names": ([""], "detections name classes like a detector: ['mug:cup', 'can:tin can']"),
+    "orbit_step_deg": (0.0, "> 0: one scene, the camera orbiting the table by this many "
+                            "degrees per frame; 0: ring_size static scenes"),
 }
+
+
+def scaled_k(width: int, height: int) -> np.ndarray:
+    """The REAL275 camera (640x480) scaled to another image size."""
+    from posediff_ros.geometry import REAL275_K
+
+    K = np.array(REAL275_K, dtype=np.float64)
+    K[0] *= width / 640
+    K[1] *= height / 480
+    return K
 
 
 def render_ring(count: int, seed: int, num_objects: int, width: int, height: int, out: list,
@@ -48,19 +66,42 @@ def render_ring(count: int, seed: int, num_objects: int, width: int, height: int
     objects get a table area and a camera distance grown with their number, so they fit."""
     from posediff_ros.data.synthetic import make_scene, render_frame, render_scene, sample_camera
 
-    rng = np.random.default_rng(seed)
+    rng, K = np.random.default_rng(seed), scaled_k(width, height)
     for _ in range(count):
         if stop.is_set():
             return
         if num_objects <= 6:
-            out.append(render_scene(rng, width=width, height=height,
+            out.append(render_scene(rng, K=K, width=width, height=height,
                                     num_objects=num_objects or None))
             continue
         grow = np.sqrt(num_objects / 6.0)
         scene = make_scene(rng, num_objects, spread=0.3 * grow)
-        camera = sample_camera(rng, width=width, height=height,
+        camera = sample_camera(rng, K, width=width, height=height,
                                distance=(0.7 * grow, 1.0 * grow), elevation_deg=(45, 65))
         out.append(render_frame(scene, camera, rng))
+
+
+def render_orbit(count: int, step_deg: float, seed: int, num_objects: int, width: int,
+                 height: int, out: list, stop: threading.Event) -> None:
+    """One scene seen from `count` viewpoints `step_deg` apart on a circle around the table
+    (0.7 m away, 40 degrees down), rendered into `out` one by one."""
+    from posediff_ros.data.synthetic import Camera, look_at, make_scene, render_frame
+
+    rng = np.random.default_rng(seed)
+    scene = make_scene(rng, num_objects or None)
+    target = np.array([0.0, 0.03, 0.0])
+    elevation, distance = np.deg2rad(40.0), 0.7
+    start = rng.uniform(0, 2 * np.pi)
+    for k in range(count):
+        if stop.is_set():
+            return
+        az = start + np.deg2rad(step_deg) * k
+        position = target + distance * np.array([np.cos(elevation) * np.cos(az),
+                                                 np.sin(elevation),
+                                                 np.cos(elevation) * np.sin(az)])
+        R, t = look_at(position, target)
+        out.append(render_frame(scene, Camera(scaled_k(width, height), width, height, R, t),
+                                rng))
 
 
 def camera_info(K: np.ndarray, width: int, height: int, header: Header) -> CameraInfo:
@@ -74,7 +115,9 @@ def camera_info(K: np.ndarray, width: int, height: int, header: Header) -> Camer
     return info
 
 
-def detections_2d(header: Header, mask: np.ndarray, instances) -> Detection2DArray:
+def detections_2d(header: Header, mask: np.ndarray, instances,
+                  names: dict[str, str] | None = None) -> Detection2DArray:
+    """Boxes and classes like a detector's; `names` renames NOCS classes (e.g. mug -> cup)."""
     out = Detection2DArray(header=header)
     for inst in instances:
         v, u = np.nonzero(mask == inst.instance_id)
@@ -82,7 +125,8 @@ def detections_2d(header: Header, mask: np.ndarray, instances) -> Detection2DArr
             continue  # fully occluded: a segmenter would not report it
         det = Detection2D(header=header, id=str(inst.instance_id))
         det.results = [ObjectHypothesisWithPose(hypothesis=ObjectHypothesis(
-            class_id=BY_ID[inst.class_id].name, score=1.0))]
+            class_id=(names or {}).get(BY_ID[inst.class_id].name, BY_ID[inst.class_id].name),
+            score=1.0))]
         det.bbox.center.position.x = float(u.min() + u.max()) / 2
         det.bbox.center.position.y = float(v.min() + v.max()) / 2
         det.bbox.size_x = float(u.max() - u.min() + 1)
@@ -91,10 +135,21 @@ def detections_2d(header: Header, mask: np.ndarray, instances) -> Detection2DArr
     return out
 
 
+HANDLE_VISIBLE = "handle_visible"  # class_id of a ground-truth mug's second result
+
+
 def ground_truth(header: Header, instances) -> Detection3DArray:
-    return Detection3DArray(header=header, detections=[
-        messages.detection(header, g.instance_id, g.class_id, g.rotation, g.translation,
-                           g.size, 1.0) for g in instances])
+    out = Detection3DArray(header=header)
+    for g in instances:
+        det = messages.detection(header, g.instance_id, g.class_id, g.rotation, g.translation,
+                                 g.size, 1.0)
+        if g.class_id == class_id("mug"):
+            det.results.append(ObjectHypothesisWithPose(
+                hypothesis=ObjectHypothesis(class_id=HANDLE_VISIBLE,
+                                            score=1.0 if g.handle_visible else 0.0),
+                pose=det.results[0].pose))
+        out.detections.append(det)
+    return out
 
 
 class SyntheticCamera(Node):
@@ -107,6 +162,7 @@ class SyntheticCamera(Node):
         if p["rate"] <= 0 or p["ring_size"] < 1 or not 0 <= p["num_objects"] <= 20:
             raise ValueError("need rate > 0, ring_size >= 1, 0 <= num_objects <= 20")
         self.frame_id = p["frame_id"]
+        self.class_names = dict(e.split(":", 1) for e in p["class_names"] if ":" in e)
         qos = qos_profile_sensor_data
         self.pubs = {
             "depth": self.create_publisher(Image, "depth", qos),
@@ -121,10 +177,15 @@ class SyntheticCamera(Node):
         self.index = 0
         self.published = 0
         self.stop = threading.Event()
-        self.renderer = threading.Thread(
-            target=render_ring, daemon=True,
-            args=(p["ring_size"], p["seed"], p["num_objects"], p["width"], p["height"],
-                  self.frames, self.stop))
+        size = (p["num_objects"], p["width"], p["height"], self.frames, self.stop)
+        self.orbit = p["orbit_step_deg"] > 0
+        self.ring_size = p["ring_size"]
+        if self.orbit:
+            self.renderer = threading.Thread(target=render_orbit, daemon=True, args=(
+                p["ring_size"], p["orbit_step_deg"], p["seed"], *size))
+        else:
+            self.renderer = threading.Thread(target=render_ring, daemon=True,
+                                             args=(p["ring_size"], p["seed"], *size))
         self.renderer.start()
         self.timer = self.create_timer(1.0 / p["rate"], self._tick)
         self.get_logger().info(f"rendering {p['ring_size']} scenes, publishing at {p['rate']} Hz")
@@ -136,16 +197,21 @@ class SyntheticCamera(Node):
             "color": convert.numpy_to_image(frame.color, "rgb8"),
             "mask": convert.numpy_to_image(mask, "mono8"),
             # built once per scene; only the headers change per tick
-            "detections": detections_2d(Header(), mask, frame.instances),
+            "detections": detections_2d(Header(), mask, frame.instances, self.class_names),
             "ground_truth": ground_truth(Header(), frame.instances),
         }
 
     def _tick(self) -> None:
         while len(self.prepared) < len(self.frames):
             self.prepared.append(self._prepare(self.frames[len(self.prepared)]))
-        if not self.prepared:
-            return
-        i = self.index % len(self.prepared)
+        if not self.prepared or (self.orbit and len(self.prepared) < self.ring_size):
+            return  # an orbit starts once all its views are there: smooth motion
+        n = len(self.prepared)
+        if self.orbit and n > 1:  # back and forth along the arc, never a jump
+            i = self.index % (2 * n - 2)
+            i = i if i < n else 2 * n - 2 - i
+        else:
+            i = self.index % n
         self.index += 1
         frame, msgs = self.frames[i], self.prepared[i]
         header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.frame_id)

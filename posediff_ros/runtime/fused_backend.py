@@ -1,7 +1,7 @@
 """The fused torch backend: graph.InferenceGraph (the very module the ONNX graph is traced
 from) run in torch, with two CUDA options for fixed shapes:
 
-- cuda_graphs: the object count is padded up to a bucket (1, 2, 4, 8, 16, 32) and each bucket
+- cuda_graphs: the object count is padded up to a bucket (1, 2, 4, 8, 16, 32, 64) and each bucket
   is captured once as a CUDA graph, so a frame is one graph replay instead of ~100 kernel
   launches from Python;
 - amp: "fp16" or "bf16" autocast (the poses come back as float32).
@@ -21,7 +21,7 @@ from .base import PoseBatch, SamplerSettings
 from .graph import OUTPUTS, InferenceGraph
 from .postprocess import empty_batch, make_noise, to_pose_batch
 
-BUCKETS = (1, 2, 4, 8, 16, 32)
+BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 AMP = {"fp16": torch.float16, "bf16": torch.bfloat16, None: None, "none": None}
 
 

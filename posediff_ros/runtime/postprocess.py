@@ -28,9 +28,18 @@ def empty_batch(num_samples: int) -> PoseBatch:
                      z((0,), np.float32), None if num_samples == 1 else z((0, 6, 6), np.float32))
 
 
+def mean_pose(rot: torch.Tensor, trans: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Chordal mean rotation and mean translation of (B,N,3,3), (B,N,3) samples, in float64
+    (the SVD of the mean of widely spread samples is ill-conditioned)."""
+    return mean_rotation(rot.double(), dim=1), trans.double().mean(dim=1)
+
+
 def pose_covariance(rot: torch.Tensor, trans: torch.Tensor, r_mean, t_mean) -> torch.Tensor:
-    """(B,N,3,3), (B,N,3) samples -> (B,6,6) covariance over (x,y,z, rot x,y,z), rotations as
-    rotation vectors of R_i R_mean^T (camera-frame axes, as geometry_msgs expects)."""
+    """(B,N,3,3), (B,N,3) samples -> (B,6,6) covariance over (x,y,z, rot x,y,z) (REP 103 /
+    geometry_msgs order), rotations as rotation vectors of R_i R_mean^T (camera-frame axes),
+    unbiased (N - 1). In float64: samples may spread to near pi, and the sums should add no
+    rounding to what the float32 samples carry."""
+    rot, trans, r_mean, t_mean = (a.double() for a in (rot, trans, r_mean, t_mean))
     dr = log_map(rot @ r_mean.transpose(-1, -2)[:, None])
     v = torch.cat([trans - t_mean[:, None], dr], dim=-1)  # (B, N, 6)
     return v.transpose(1, 2) @ v / max(v.shape[1] - 1, 1)
@@ -50,7 +59,7 @@ def summarise(rot: torch.Tensor, trans: torch.Tensor, r_reg: torch.Tensor, t_reg
     mean pose, the covariance and every sample (for hypotheses.py); the score compares that
     pose with the regression pose (r_reg, t_reg)."""
     if rot.shape[1] > 1:
-        r_mean, t_mean = mean_rotation(rot, dim=1), trans.mean(dim=1)
+        r_mean, t_mean = mean_pose(rot, trans)
         cov = pose_covariance(rot, trans, r_mean, t_mean)
     else:
         r_mean, t_mean, cov = rot[:, 0], trans[:, 0], None

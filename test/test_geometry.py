@@ -195,6 +195,20 @@ def test_trim_outliers_removes_background_keeps_object():
     assert g.outlier_mask(np.zeros((0, 3))).shape == (0,)
 
 
+def test_outlier_rule_cuts_a_neighbour_at_the_same_depth():
+    """The radius term, which the depth band cannot do: pixels of a neighbour 23-27 cm to the
+    side at the object's own depth are cut, the whole 10 cm cube kept (median distance to the
+    centre ~5.5 cm: radius ~17 cm; the cube's corners lie within 8.7 cm). Two objects in one
+    call, the second 1 m further and 0.5 m aside, so each is cut around its own centre."""
+    rng = np.random.default_rng(6)
+    obj = rng.uniform([-0.05, -0.05, 0.95], [0.05, 0.05, 1.05], (500, 3))
+    side = rng.uniform([0.23, -0.02, 0.98], [0.27, 0.02, 1.02], (30, 3))
+    a = np.concatenate([obj, side])
+    keep = g.grouped_outlier_mask(np.concatenate([a, a + [0.5, 0.0, 1.0]]), [530, 530])
+    expected = np.r_[np.ones(500, bool), np.zeros(30, bool)]
+    np.testing.assert_array_equal(keep, np.r_[expected, expected])
+
+
 def test_grouped_outlier_mask_equals_the_rule_per_object():
     """Many objects in one call == the rule written with np.median, object by object (a probe
     as large as the objects: exact medians). Spreads of 5-40 cm put the thresholds on the MAD

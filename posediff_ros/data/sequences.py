@@ -40,7 +40,7 @@ from posediff_ros.data.synthetic import (
     make_scene,
     render_frame,
 )
-from posediff_ros.geometry import REAL275_K, rotation_about_y
+from posediff_ros.geometry import REAL275_K
 
 KINDS = ("static", "orbit", "handheld", "pick_place")
 FORMAT = "posediff-sequence-1"
@@ -163,7 +163,7 @@ class PickPlace:
         return pos, yaw0 + self.turn * across
 
     def moving(self, t_prev: float, t: float) -> bool:
-        return t > self.start and t_prev < self.start + self.duration
+        return bool(t > self.start and t_prev < self.start + self.duration)
 
 
 def _smooth(u):

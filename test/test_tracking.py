@@ -135,7 +135,7 @@ class Scene:
     """Objects with true poses; observations are points around the true centre, the
     estimator returns the truth plus seeded noise (and records the starts it was given)."""
 
-    def __init__(self, objects, seed=0, sigma_t=0.004, sigma_r=np.deg2rad(2)):
+    def __init__(self, objects, seed=0, sigma_t=0.004, sigma_r=0.035):
         self.objects = objects  # name -> [class, R, t]
         self.rng = np.random.default_rng(seed)
         self.sigma_t, self.sigma_r = sigma_t, sigma_r

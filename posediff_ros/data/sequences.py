@@ -65,6 +65,7 @@ class SequenceFrame:
     moving: dict[int, bool]  # instance id -> moved in the world since the previous frame
     world_from_camera: np.ndarray  # (4, 4)
     color: np.ndarray | None = None  # (H, W, 3) uint8, when rendered with colour
+    K: np.ndarray | None = None  # (3, 3) intrinsics
 
 
 @dataclass
@@ -227,7 +228,7 @@ def iter_sequence(kind: str, seed: int, frames: int = 45, rate: float = 15.0,
         world_from_camera[:3, 3] = -cam.R_cw.T @ cam.t_cw
         yield SequenceFrame(i, float(t), frame.depth, frame.mask, frame.instances,
                             {g.instance_id: moving[g.instance_id] for g in frame.instances},
-                            world_from_camera, frame.color if with_color else None)
+                            world_from_camera, frame.color if with_color else None, frame.K)
 
 
 def shuffle_mask_ids(frame: SequenceFrame, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
@@ -281,7 +282,7 @@ def read_sequence(folder: str | Path) -> Sequence:
                  for o in f["objects"]]
         seq.frames.append(SequenceFrame(i, f["stamp"], arrays["depth"][i], arrays["mask"][i],
                                         insts, {o["id"]: o["moving"] for o in f["objects"]},
-                                        np.array(f["world_from_camera"])))
+                                        np.array(f["world_from_camera"]), K=seq.K))
     return seq
 
 

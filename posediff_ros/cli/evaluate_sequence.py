@@ -100,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads (1, the node's default; 0 = torch's default)")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--results", default=None,
+                    help="also write the JSON here (docs/results/tracking.json feeds RESULTS.md)")
     args = ap.parse_args(argv)
 
     from posediff_ros.data.sequences import list_sequences
@@ -125,9 +127,16 @@ def main(argv: list[str] | None = None) -> int:
     modes = [m for m in args.modes.split(",") if m]
     results = evaluate(seq_dirs, backend, modes, args.mask_ids, cfg, args.seed,
                        progress=lambda s: print(s, file=sys.stderr))
-    info = {"sequences": f"{args.sequence} ({len(seq_dirs)})", "model": model,
+    import platform
+
+    import torch
+
+    info = {"command": "posediff-eval " + " ".join(sys.argv[1:] if argv is None else argv),
+            "sequences": f"{args.sequence} ({len(seq_dirs)} sequences)", "model": model,
             "backend": f"{args.backend} on {args.device}", "mask ids": args.mask_ids,
-            "tracker": str(cfg)}
+            "tracker": str(cfg),
+            "environment": f"torch {torch.__version__} on {platform.machine()} CPU, "
+                           f"{torch.get_num_threads()} thread(s), shared with other jobs"}
     out = Path(args.out) if args.out else Path("runs") / "eval_sequence" / Path(
         args.sequence).resolve().name
     out.mkdir(parents=True, exist_ok=True)
@@ -135,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     (out / "sequence_eval.md").write_text(md)
     (out / "sequence_eval.json").write_text(json.dumps({"info": info, "results": results},
                                                        indent=2, default=str) + "\n")
+    if args.results:
+        Path(args.results).write_text((out / "sequence_eval.json").read_text())
     print(md)
     return 0
 

@@ -272,7 +272,8 @@ def read_sequence(folder: str | Path) -> Sequence:
     meta = json.loads((folder / "sequence.json").read_text())
     if meta.get("format") != FORMAT:
         raise ValueError(f"{folder}/sequence.json is not a {FORMAT} file")
-    arrays = np.load(folder / "frames.npz")
+    with np.load(folder / "frames.npz") as arrays:  # each access decompresses: once
+        depth, mask = arrays["depth"], arrays["mask"]
     seq = Sequence(meta["name"], meta["kind"], meta["seed"], meta["rate"], np.array(meta["K"]),
                    meta["width"], meta["height"])
     for i, f in enumerate(meta["frames"]):
@@ -280,7 +281,7 @@ def read_sequence(folder: str | Path) -> Sequence:
                             np.array(o["translation"]), np.array(o["size"]),
                             o["handle_visible"], visible_pixels=o["visible_pixels"])
                  for o in f["objects"]]
-        seq.frames.append(SequenceFrame(i, f["stamp"], arrays["depth"][i], arrays["mask"][i],
+        seq.frames.append(SequenceFrame(i, f["stamp"], depth[i], mask[i],
                                         insts, {o["id"]: o["moving"] for o in f["objects"]},
                                         np.array(f["world_from_camera"]), K=seq.K))
     return seq

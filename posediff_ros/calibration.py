@@ -96,19 +96,27 @@ def prior_covariance(c: ClassCalibration, rotation: np.ndarray) -> np.ndarray:
     return cov
 
 
+def not_estimated() -> np.ndarray:
+    """The 6x6 covariance that says "not estimated": -1 in the first element, zeros else
+    (the convention sensor_msgs/Imu documents; zeros would read as a perfectly known pose)."""
+    cov = np.zeros((6, 6))
+    cov[0, 0] = NOT_ESTIMATED
+    return cov
+
+
+def is_estimated(cov: np.ndarray | None) -> bool:
+    return cov is not None and np.asarray(cov).ravel()[0] >= 0
+
+
 def published_covariance(calibration: CovarianceCalibration | None, class_id: int,
                          rotation: np.ndarray, sample: np.ndarray | None) -> np.ndarray:
     """What goes into the message: calibrated when a calibration exists; else the raw sample
-    covariance, or -1 in the first element ("not estimated") without samples."""
+    covariance, or not_estimated() without samples."""
     if calibration is not None:
         cov = calibration.covariance(class_id, rotation, sample)
         if cov is not None:
             return cov
-    if sample is not None:
-        return np.asarray(sample, np.float64)
-    cov = np.zeros((6, 6))
-    cov[0, 0] = NOT_ESTIMATED
-    return cov
+    return not_estimated() if sample is None else np.asarray(sample, np.float64)
 
 
 # --- errors, fitting, coverage ---------------------------------------------------------------

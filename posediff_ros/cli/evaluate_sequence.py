@@ -23,24 +23,14 @@ from posediff_ros.tracking.evaluation import MODES, ModeRun, run_sequence, summa
 COLUMNS = ("10d5cm", "5d2cm", "IoU50")
 
 
-def make_predict(backend):
-    """The predictor the tracker calls: the backend's configured sampler (cold)."""
-
-    def predict(points, class_ids, warm):
-        if warm is not None:
-            raise NotImplementedError("warm start needs the sampler's start mode")
-        return backend.predict(points, class_ids)
-
-    return predict
-
-
 def evaluate(seq_dirs: list[Path], backend, modes: list[str], mask_ids: str,
-             tracker_config, seed: int = 0, progress=print) -> list[dict]:
+             tracker_config, seed: int = 0, calibration=None, progress=print) -> list[dict]:
+    """Each mode over every sequence, with the same point subsampling in every mode (the
+    pipeline's seed), so differences come from the method."""
     from posediff_ros.data.sequences import read_sequence
     from posediff_ros.pipeline import Pipeline, PipelineConfig
     from posediff_ros.tracking import Tracker
 
-    predict = make_predict(backend)
     cold_steps = backend.settings.steps
     results = []
     for mode in modes:
@@ -48,9 +38,10 @@ def evaluate(seq_dirs: list[Path], backend, modes: list[str], mask_ids: str,
         tracker = Tracker(tracker_config) if mode == "tracking" else None
         for n, folder in enumerate(seq_dirs):
             seq = read_sequence(folder)
-            # the same point subsampling in every mode: differences come from the method
-            pipeline = Pipeline(backend, PipelineConfig(seed=seed + n, depth_range=(0.1, 3.0)))
-            run_sequence(seq, pipeline, predict, run, tracker, mask_ids, seed + n, cold_steps)
+            pipeline = Pipeline(backend, PipelineConfig(seed=seed + n, depth_range=(0.1, 3.0)),
+                                calibration)
+            run_sequence(seq, pipeline, pipeline.predict, run, tracker, mask_ids, seed + n,
+                         cold_steps)
             progress(f"{mode}: {seq.name} done ({len(run.records)} objects so far)")
         results.append(summary(run))
     return results
@@ -118,14 +109,18 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     model = args.model or str(DEFAULT_MODEL)
+    from posediff_ros.calibration import load_for_model
+
     backend = load_backend(args.backend, model, device=args.device)
-    cfg = TrackerConfig(smoothing=not args.raw, warm_start=not args.no_warm_start)
+    calibration = load_for_model(model) if model != "random" else None
+    cfg = TrackerConfig(smoothing=not args.raw,
+                        warm_start=not args.no_warm_start and backend.warm_start)
     if args.warm_t0 is not None:
         cfg.warm_t0 = args.warm_t0
     if args.warm_steps is not None:
         cfg.warm_steps = args.warm_steps
     modes = [m for m in args.modes.split(",") if m]
-    results = evaluate(seq_dirs, backend, modes, args.mask_ids, cfg, args.seed,
+    results = evaluate(seq_dirs, backend, modes, args.mask_ids, cfg, args.seed, calibration,
                        progress=lambda s: print(s, file=sys.stderr))
     import platform
 
@@ -134,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     info = {"command": "posediff-eval " + " ".join(sys.argv[1:] if argv is None else argv),
             "sequences": f"{args.sequence} ({len(seq_dirs)} sequences)", "model": model,
             "backend": f"{args.backend} on {args.device}", "mask ids": args.mask_ids,
-            "tracker": str(cfg),
+            "tracker": str(cfg), "covariance calibration": "loaded" if calibration else "none",
             "environment": f"torch {torch.__version__} on {platform.machine()} CPU, "
                            f"{torch.get_num_threads()} thread(s), shared with other jobs"}
     out = Path(args.out) if args.out else Path("runs") / "eval_sequence" / Path(

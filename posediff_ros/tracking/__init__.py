@@ -4,6 +4,7 @@ association.py (which object is which track), smoothing.py (per-object filter on
 tracker.py (tracks, warm starts, re-initialisation, retirement).
 """
 
+from posediff_ros.runtime.base import WarmStart
 from posediff_ros.tracking.association import AssociationConfig
 from posediff_ros.tracking.smoothing import FilterNoise, PoseFilter
 from posediff_ros.tracking.tracker import (
@@ -13,8 +14,9 @@ from posediff_ros.tracking.tracker import (
     Tracker,
     TrackerConfig,
     TrackerStats,
-    WarmStart,
+    observations,
 )
 
 __all__ = ["AssociationConfig", "FilterNoise", "Observation", "PoseFilter", "PredictFn",
-           "TrackedObject", "Tracker", "TrackerConfig", "TrackerStats", "WarmStart"]
+           "TrackedObject", "Tracker", "TrackerConfig", "TrackerStats", "WarmStart",
+           "observations"]

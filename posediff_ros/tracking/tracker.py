@@ -25,24 +25,12 @@ import numpy as np
 
 from posediff_ros.categories import BY_ID
 from posediff_ros.geometry import rotation_error_deg
-from posediff_ros.runtime.base import PoseBatch
+from posediff_ros.runtime.base import PoseBatch, WarmStart
 from posediff_ros.tracking.association import AssociationConfig, assign, cost_matrix, point_box
 from posediff_ros.tracking.smoothing import FilterNoise, PoseFilter
 
-
-@dataclass
-class WarmStart:
-    """Start the sampler of object b from (rotation[b], translation[b]) noised to time t0
-    and take `steps` steps, instead of its cold start."""
-
-    rotation: np.ndarray  # (B, 3, 3) camera-from-object
-    translation: np.ndarray  # (B, 3) metres
-    t0: float
-    steps: int
-
-
 # (points (B, P, 3), class ids (B,), warm start or None = cold) -> poses
-PredictFn = Callable[[np.ndarray, np.ndarray, "WarmStart | None"], PoseBatch]
+PredictFn = Callable[[np.ndarray, np.ndarray, WarmStart | None], PoseBatch]
 
 
 @dataclass
@@ -251,7 +239,10 @@ class Tracker:
             rotation=track.filter.R.copy() if smooth else R,
             translation=track.filter.t.copy() if smooth else t,
             size=track.size.copy() if smooth else size, score=score,
-            covariance=track.filter.covariance if smooth else cov, points=obs.points,
+            # the filter's covariance stands on the estimates' (calibrated) ones; without
+            # those (no calibration, one sample) nothing was estimated: None
+            covariance=(track.filter.covariance if cov is not None else None) if smooth else cov,
+            points=obs.points,
             mask_id=obs.mask_id, raw_rotation=R, raw_translation=t, raw_covariance=cov,
             warm=warm, reinit=reinit)
 
@@ -300,6 +291,8 @@ def observations(usable: list[tuple[int, int, np.ndarray]], depth: np.ndarray,
 
 def _row(batch: PoseBatch, k: int):
     cov = None if batch.covariance is None else np.asarray(batch.covariance[k], np.float64)
+    if cov is not None and cov[0, 0] < 0:  # calibration.NOT_ESTIMATED
+        cov = None
     return (np.asarray(batch.rotation[k], np.float64),
             np.asarray(batch.translation[k], np.float64),
             np.asarray(batch.size[k], np.float64), float(batch.score[k]), cov)

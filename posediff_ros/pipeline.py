@@ -138,7 +138,7 @@ class FallbackOnFailure:
 
     def predict(self, points: np.ndarray, class_ids: np.ndarray, warm=None):
         try:
-            return self.current.predict(points, class_ids, warm)
+            return self.current.predict(points, class_ids, *([] if warm is None else [warm]))
         except Exception as err:  # noqa: BLE001 - any backend fault: switch, say why
             if self.make_fallback is None:
                 raise
@@ -149,7 +149,7 @@ class FallbackOnFailure:
             self.switched = True
             self.on_switch(f"backend {failed} failed at run time ({type(err).__name__}: "
                            f"{str(err)[:200]}); switched to {self.current.name} for good")
-            return self.current.predict(points, class_ids, warm)
+            return self.current.predict(points, class_ids, *([] if warm is None else [warm]))
 
 
 class Pipeline:
@@ -226,7 +226,8 @@ class Pipeline:
                 translation=np.asarray(poses.translation[b], np.float64),
                 size=np.asarray(poses.size[b], np.float64),
                 score=float(poses.score[b]),
-                covariance=poses.covariance[b], points=pts,
+                covariance=None if poses.covariance is None or poses.covariance[b, 0, 0] < 0
+                else poses.covariance[b], points=pts,
             ))
         if poses.samples_rotation is not None:
             start = time.perf_counter()
@@ -250,8 +251,8 @@ class Pipeline:
         object without one marked by -1 in its first element, calibration.NOT_ESTIMATED)."""
         from posediff_ros.calibration import not_estimated
 
-        with self._lock:
-            poses = self.backend.predict(points, class_ids, warm)
+        with self._lock:  # (a backend without warm start need not take the argument)
+            poses = self.backend.predict(points, class_ids, *([] if warm is None else [warm]))
         covs = [self._covariance(int(class_ids[b]), poses.rotation[b],
                                  None if poses.covariance is None else poses.covariance[b])
                 for b in range(len(class_ids))]
@@ -284,12 +285,6 @@ class Pipeline:
 
 
 def object_names(objects: list[DetectedObject], prefix: str = "") -> list[str]:
-    """TF child frames `<prefix><class>_<k>`, k counting the objects of a class by mask id."""
-    counts: dict[int, int] = {}
-    names = []
-    for obj in sorted(objects, key=lambda o: o.instance_id):
-        k = counts.get(obj.class_id, 0)
-        counts[obj.class_id] = k + 1
-        names.append((obj.instance_id, f"{prefix}{BY_ID[obj.class_id].name}_{k}"))
-    order = dict(names)
-    return [order[o.instance_id] for o in objects]
+    """TF child frames `<prefix><class>_<id>`, id = the object's id (Detection3D.id): the track
+    id when tracking, else the mask id."""
+    return [f"{prefix}{BY_ID[o.class_id].name}_{o.instance_id}" for o in objects]

@@ -102,6 +102,7 @@ class TrackedObject:
     raw_covariance: np.ndarray | None
     warm: bool  # this frame's estimate came from a warm start
     reinit: str = ""  # why a known track was started cold this frame ("" = it was not)
+    hypotheses: list = field(default_factory=list)  # (per-frame mode only: pipeline.process)
 
 
 @dataclass

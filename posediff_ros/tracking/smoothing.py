@@ -58,6 +58,12 @@ class FilterNoise:
     # velocity spread assumed when a track starts (camera or object may already be moving)
     initial_speed: float = 0.1  # m/s
     initial_turn_rate: float = 0.5  # rad/s
+    # an object that moved on its own (picked up) since the last frame: extra pose spread
+    moved_translation: float = 0.01  # m
+    moved_rotation: float = 0.1  # rad
+    # squared Mahalanobis distance (3 dof) beyond which an estimate is down-weighted: 95 %
+    # of estimates that fit the model stay below 7.8
+    robust_chi2: float = 7.8
 
 
 def _white_accel(dt: float, q: float) -> np.ndarray:
@@ -86,10 +92,25 @@ class PoseFilter:
         self.P[6:9, 6:9] = np.eye(3) * self.noise.initial_speed**2
         self.P[9:, 9:] = np.eye(3) * self.noise.initial_turn_rate**2
 
-    def predict(self, dt: float, shift: np.ndarray | None = None) -> None:
-        """Advance by dt seconds. `shift`: a displacement (m) measured by other means, e.g.
-        the move of the object's point centroid, added to the position as it is."""
+    def predict(self, dt: float, shift: np.ndarray | None = None, motion=None,
+                moved: bool = False) -> None:
+        """Advance by dt seconds. `shift`: a displacement (m) measured by other means (the
+        move of the object's point centroid), added to the position as it is. `motion`: the
+        camera's own motion (egomotion.CameraMotion), applied to the whole state, its
+        uncertainty added to the pose's. `moved`: the object moved on its own (its pose is
+        less certain by FilterNoise.moved_*)."""
         dt = max(float(dt), 0.0)
+        if moved:
+            self.P[:3, :3] += np.eye(3) * self.noise.moved_translation**2
+            self.P[3:6, 3:6] += np.eye(3) * self.noise.moved_rotation**2
+        if motion is not None:
+            Rm = motion.R
+            self.R, self.t = Rm @ self.R, Rm @ self.t + motion.t
+            self.v, self.w = Rm @ self.v, Rm @ self.w
+            G = np.kron(np.eye(4), Rm)  # the four 3-vectors of the error state turn along
+            self.P = G @ self.P @ G.T
+            self.P[:3, :3] += np.eye(3) * motion.sigma_t**2
+            self.P[3:6, 3:6] += np.eye(3) * motion.sigma_r**2
         self.t = self.t + self.v * dt + (0.0 if shift is None else np.asarray(shift))
         self.R = so3_exp(self.w * dt) @ self.R
         F = np.eye(12)
@@ -116,9 +137,19 @@ class PoseFilter:
         return float(y @ np.linalg.solve(self.P[:6, :6] + covariance, y))
 
     def update(self, rotation, translation, covariance) -> tuple[np.ndarray, np.ndarray]:
-        """Fuse one estimate (6x6 covariance over x, y, z, rot x, y, z); returns (R, t)."""
+        """Fuse one estimate (6x6 covariance over x, y, z, rot x, y, z); returns (R, t).
+        Robust: an estimate further from the prediction than `robust_chi2` (per block, 3 dof)
+        counts as less certain in proportion (Huber), so a single wild estimate - which a
+        category-level model gives now and then - moves the pose a little, not by its
+        Kalman share; a real move keeps pulling and is followed within a few frames."""
         _, y = self.innovation(rotation, translation)
-        S = self.P[:6, :6] + covariance
+        Rm = np.array(covariance, np.float64)
+        S = self.P[:6, :6] + Rm
+        for b in (slice(0, 3), slice(3, 6)):
+            d2 = float(y[b] @ np.linalg.solve(S[b, b], y[b]))
+            if d2 > self.noise.robust_chi2:
+                Rm[b, b] *= d2 / self.noise.robust_chi2
+        S = self.P[:6, :6] + Rm
         K = np.linalg.solve(S, self.P[:6, :]).T  # P H^T S^-1 with H = [I 0]
         dx = K @ y
         self.t = self.t + dx[:3]

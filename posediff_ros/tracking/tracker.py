@@ -47,7 +47,10 @@ class TrackerConfig:
     # uncertainty of an estimate that comes without a covariance
     sigma_translation: float = 0.005  # m
     sigma_rotation_deg: float = 3.0
-    follow_centroid: bool = True  # move the prediction by the shift of the point centroid
+    # prediction between frames: the camera's motion fitted to the objects that stayed put
+    # (egomotion.py), and for an object that moved on its own the shift of its centroid
+    camera_motion: bool = True
+    follow_centroid: bool = True
     association: AssociationConfig = field(default_factory=AssociationConfig)
     noise: FilterNoise = field(default_factory=FilterNoise)
 
@@ -138,9 +141,11 @@ class Tracker:
         if self.last_stamp is not None and stamp < self.last_stamp:
             self.reset()  # time went back (a bag restarted, a simulation reset)
         matches = self._associate(observations, stamp)
-        starts = [self._start(obs, matches.get(j), stamp) for j, obs in enumerate(observations)]
+        motion = self._camera_motion(matches, observations)
+        starts = [self._start(obs, matches.get(j), stamp, motion.get(j, False))
+                  for j, obs in enumerate(observations)]
         poses = self._infer(observations, starts, predict, cold_steps)
-        out = [self._fuse(obs, matches.get(j), starts[j], poses[j], stamp)
+        out = [self._fuse(obs, matches.get(j), starts[j], poses[j], stamp, bool(motion.get(j)))
                for j, obs in enumerate(observations)]
         self._retire(stamp)
         self.last_stamp = stamp
@@ -154,14 +159,33 @@ class Tracker:
         pairs = assign(cost_matrix(tracks, observations, dts, self.config.association))
         return {j: tracks[i] for i, j in pairs}
 
-    def _start(self, obs: Observation, track: Track | None, stamp: float):
-        """(rotation, translation) prior of a warm start, or a string: why it starts cold."""
+    def _camera_motion(self, matches: dict[int, Track], observations) -> dict:
+        """{observation index: CameraMotion, or None where the object moved on its own} for
+        the objects seen in the previous frame; empty without an estimate."""
+        from posediff_ros.tracking.egomotion import camera_motion
+
+        if not self.config.camera_motion or self.last_stamp is None:
+            return {}
+        seen = [j for j, t in matches.items() if t.last_seen == self.last_stamp]
+        motion = camera_motion(np.array([matches[j].centroid for j in seen]).reshape(-1, 3),
+                               np.array([observations[j].centroid for j in seen]).reshape(-1, 3))
+        if motion is None:
+            return {}
+        return {j: motion if ok else None for j, ok in zip(seen, motion.inliers, strict=True)}
+
+    def _start(self, obs: Observation, track: Track | None, stamp: float, motion=False):
+        """(rotation, translation) prior of a warm start, or a string: why it starts cold.
+        motion: the camera's (CameraMotion), None for an object that moved on its own, False
+        when there is no estimate."""
         cfg = self.config
         if track is None:
             return "new"
         dt = stamp - track.last_seen
-        shift = obs.centroid - track.centroid if cfg.follow_centroid else None
-        track.filter.predict(dt, shift=shift)
+        if motion:
+            track.filter.predict(dt, motion=motion)
+        else:  # no camera motion known, or this object moved on its own (motion None)
+            shift = obs.centroid - track.centroid if cfg.follow_centroid else None
+            track.filter.predict(dt, shift=shift, moved=motion is None)
         if track.flagged:
             return track.flagged
         if self.last_stamp is None or track.last_seen < self.last_stamp:
@@ -212,7 +236,11 @@ class Tracker:
             return "jump"
         return ""
 
-    def _fuse(self, obs: Observation, track: Track | None, start, pose, stamp: float):
+    def _fuse(self, obs: Observation, track: Track | None, start, pose, stamp: float,
+              stayed: bool = False):
+        """Fold one estimate into its track. `stayed`: the camera-motion fit says the object
+        did not move, so a cold estimate far off is the model's error (the robust filter
+        weighs it down) rather than a move (which restarts the filter)."""
         R, t, size, score, cov, warm = pose
         cfg = self.config
         meas_cov = cov if cov is not None else self._default_covariance(R)
@@ -224,7 +252,7 @@ class Tracker:
             if reinit:
                 self.stats.reinit[reinit] += 1
             prior = (track.filter.R, track.filter.t)
-            if not warm and _jumped(R, t, prior, obs.class_id, cfg):
+            if not warm and not stayed and _jumped(R, t, prior, obs.class_id, cfg):
                 track.filter.reset(R, t, meas_cov)  # it really moved: start the filter again
             else:
                 track.filter.update(R, t, meas_cov)

@@ -45,7 +45,7 @@ class TrackerConfig:
     jump_translation: float = 0.04  # m: a result this far from the prediction: redo cold
     jump_rotation_deg: float = 25.0
     # uncertainty of an estimate that comes without a covariance
-    sigma_translation: float = 0.005  # m
+    sigma_translation: float = 0.01  # m
     sigma_rotation_deg: float = 3.0
     # prediction between frames: the camera's motion fitted to the objects that stayed put
     # (egomotion.py), and for an object that moved on its own the shift of its centroid

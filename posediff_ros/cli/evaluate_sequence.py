@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warm-t0", type=float, default=None)
     ap.add_argument("--warm-steps", type=int, default=None)
     ap.add_argument("--no-warm-start", action="store_true")
+    ap.add_argument("--warm-from", choices=("raw", "filtered"), default=None)
     ap.add_argument("--raw", action="store_true", help="tracking without smoothing")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1,
@@ -119,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg.warm_t0 = args.warm_t0
     if args.warm_steps is not None:
         cfg.warm_steps = args.warm_steps
+    if args.warm_from is not None:
+        cfg.warm_from = args.warm_from
     modes = [m for m in args.modes.split(",") if m]
     results = evaluate(seq_dirs, backend, modes, args.mask_ids, cfg, args.seed, calibration,
                        progress=lambda s: print(s, file=sys.stderr))

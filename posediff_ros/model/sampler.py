@@ -167,7 +167,7 @@ class SamplerSettings:
     t_start: float = 0.55  # init=noise starts here (GenPose: sigma ~1.1)
     t_end: float = 1e-5
     t_start_regression: float = 0.25  # init=regression starts here, near the regression pose
-    t_start_warm: float = 0.15  # init=warm starts here, near the given (previous) pose
+    t_start_warm: float = 0.25  # init=warm starts here, near the given (previous) pose
     tsr_sigma_d: float = 0.05  # w_schedule=tsr: the data spread its factor assumes
     num_samples: int = 1  # >1: mean pose + covariance from the spread
     seed: int | None = 0  # fixed noise -> reproducible poses; None = new noise every call

@@ -36,7 +36,7 @@ PredictFn = Callable[[np.ndarray, np.ndarray, WarmStart | None], PoseBatch]
 @dataclass
 class TrackerConfig:
     warm_start: bool = True
-    warm_t0: float = 0.15  # VE-SDE time of the noise added to the previous pose
+    warm_t0: float = 0.25  # VE-SDE time of the noise added to the previous pose
     warm_steps: int = 2
     smoothing: bool = True  # publish the filtered pose (else the raw estimate)
     max_age: float = 1.0  # s: a track unseen this long is retired (its id is not reused)
@@ -51,6 +51,10 @@ class TrackerConfig:
     # (egomotion.py), and for an object that moved on its own the shift of its centroid
     camera_motion: bool = True
     follow_centroid: bool = True
+    # the warm start's pose: the last estimate moved by the camera's motion ("raw"), or the
+    # filtered pose ("filtered"; smoother, but the estimate then leans on the filter, which
+    # leans on the estimate: errors stay)
+    warm_from: str = "raw"
     association: AssociationConfig = field(default_factory=AssociationConfig)
     noise: FilterNoise = field(default_factory=FilterNoise)
 
@@ -84,6 +88,7 @@ class Track:
     size: np.ndarray
     hits: int = 1
     flagged: str = ""  # why the next start must be cold (set by a failed check)
+    raw: tuple[np.ndarray, np.ndarray] | None = None  # the last estimate (R, t), moved along
 
 
 @dataclass
@@ -181,11 +186,14 @@ class Tracker:
         if track is None:
             return "new"
         dt = stamp - track.last_seen
+        R_raw, t_raw = track.raw
         if motion:
             track.filter.predict(dt, motion=motion)
+            track.raw = (motion.R @ R_raw, motion.R @ t_raw + motion.t)
         else:  # no camera motion known, or this object moved on its own (motion None)
             shift = obs.centroid - track.centroid if cfg.follow_centroid else None
             track.filter.predict(dt, shift=shift, moved=motion is None)
+            track.raw = (R_raw, t_raw + (0.0 if shift is None else shift))
         if track.flagged:
             return track.flagged
         if self.last_stamp is None or track.last_seen < self.last_stamp:
@@ -194,6 +202,8 @@ class Tracker:
             return "gap"
         if not cfg.warm_start:
             return "off"
+        if cfg.warm_from == "raw":
+            return track.raw[0].copy(), track.raw[1].copy()
         return track.filter.R.copy(), track.filter.t.copy()
 
     def _infer(self, observations, starts, predict: PredictFn, cold_steps: int) -> list:
@@ -259,6 +269,7 @@ class Tracker:
             track.size = track.size + (size - track.size) / min(track.hits + 1, 10)
             track.hits += 1
         track.mask_id, track.centroid, track.box = obs.mask_id, obs.centroid, obs.box
+        track.raw = (R, t)
         track.last_seen, track.flagged = stamp, ""
         self.stats.warm += warm
         self.stats.cold += not warm

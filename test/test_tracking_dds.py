@@ -24,10 +24,9 @@ def _start(module, *params):
 def run():
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
+    from std_srvs.srv import Trigger
 
     from posediff_ros.ros.collector import Collector
-
-    from std_srvs.srv import Trigger
 
     node = _start("posediff_ros.ros.node", "min_points:=30")
     context = rclpy.Context()

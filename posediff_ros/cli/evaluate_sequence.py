@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warm-steps", type=int, default=None)
     ap.add_argument("--no-warm-start", action="store_true")
     ap.add_argument("--warm-from", choices=("raw", "filtered"), default=None)
+    ap.add_argument("--reinit-period", type=int, default=None)
     ap.add_argument("--raw", action="store_true", help="tracking without smoothing")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1,
@@ -122,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg.warm_steps = args.warm_steps
     if args.warm_from is not None:
         cfg.warm_from = args.warm_from
+    if args.reinit_period is not None:
+        cfg.reinit_period = args.reinit_period
     modes = [m for m in args.modes.split(",") if m]
     results = evaluate(seq_dirs, backend, modes, args.mask_ids, cfg, args.seed, calibration,
                        progress=lambda s: print(s, file=sys.stderr))

@@ -55,6 +55,9 @@ class TrackerConfig:
     # filtered pose ("filtered"; smoother, but the estimate then leans on the filter, which
     # leans on the estimate: errors stay)
     warm_from: str = "raw"
+    # a cold start every this many warm ones (0 = never): bounds what a chain of warm starts
+    # can carry along (the estimate of a warm start leans on the previous one)
+    reinit_period: int = 0
     association: AssociationConfig = field(default_factory=AssociationConfig)
     noise: FilterNoise = field(default_factory=FilterNoise)
 
@@ -87,6 +90,7 @@ class Track:
     filter: PoseFilter
     size: np.ndarray
     hits: int = 1
+    warm_run: int = 0  # warm starts since the last cold one
     flagged: str = ""  # why the next start must be cold (set by a failed check)
     raw: tuple[np.ndarray, np.ndarray] | None = None  # the last estimate (R, t), moved along
 
@@ -196,6 +200,10 @@ class Tracker:
             track.raw = (R_raw, t_raw + (0.0 if shift is None else shift))
         if track.flagged:
             return track.flagged
+        if motion is None:  # it moved on its own (picked up): its last pose says little
+            return "moved"
+        if cfg.reinit_period and track.warm_run >= cfg.reinit_period:
+            return "period"
         if self.last_stamp is None or track.last_seen < self.last_stamp:
             return "unseen"
         if dt > cfg.max_warm_gap:
@@ -271,6 +279,7 @@ class Tracker:
         track.mask_id, track.centroid, track.box = obs.mask_id, obs.centroid, obs.box
         track.raw = (R, t)
         track.last_seen, track.flagged = stamp, ""
+        track.warm_run = track.warm_run + 1 if warm else 0
         self.stats.warm += warm
         self.stats.cold += not warm
         smooth = cfg.smoothing

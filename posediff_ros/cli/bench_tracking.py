@@ -1,0 +1,76 @@
+"""posediff-bench's tracking rows: the model stage of a tracked object (warm start from its
+previous pose, `TrackerConfig.warm_steps` steps from `warm_t0`) against the model's default
+cold start, same objects, same backend, timed alternately in one run so load hits both.
+
+Also what the tracker adds per object (association, camera motion, filter), timed on the
+same objects with the model call excluded.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from posediff_ros.runtime.base import WarmStart
+from posediff_ros.tracking import Observation, Tracker, TrackerConfig
+
+
+def _p50(ms: list[float]) -> float:
+    return float(np.percentile(ms, 50))
+
+
+def tracked_cost(backend, inputs: dict[int, tuple[np.ndarray, np.ndarray]], repeats: int,
+                 warmup: int = 2) -> list[dict]:
+    """Per object count: model-stage ms per object, cold default vs warm, and the tracker's
+    own ms per object. inputs: {objects: (points, class ids)} (bench.frame_points)."""
+    cfg = TrackerConfig()
+    rows = []
+    for b, (pts, cls) in sorted(inputs.items()):
+        cold = backend.predict(pts, cls)  # the previous poses of a track: the cold estimates
+        warm = WarmStart(cold.rotation, cold.translation, cfg.warm_t0, cfg.warm_steps)
+        times: dict[str, list[float]] = {"cold": [], "warm": []}
+        for k in range(warmup + repeats):
+            for name, start in (("cold", None), ("warm", warm)):
+                t0 = time.perf_counter()
+                backend.predict(pts, cls, *([] if start is None else [start]))
+                if k >= warmup:
+                    times[name].append(1e3 * (time.perf_counter() - t0))
+        rows.append({"objects": b, "cold_ms_per_object": _p50(times["cold"]) / b,
+                     "warm_ms_per_object": _p50(times["warm"]) / b,
+                     "ratio": _p50(times["warm"]) / _p50(times["cold"]),
+                     "tracker_ms_per_object": _tracker_ms(pts, cls, cold, repeats) / b,
+                     "cold_steps": backend.settings.steps, "warm_steps": cfg.warm_steps,
+                     "warm_t0": cfg.warm_t0})
+    return rows
+
+
+def _tracker_ms(pts, cls, poses, repeats: int) -> float:
+    """p50 ms of Tracker.step over a frame, the model call replaced by the given poses."""
+    tracker = Tracker()
+    obs = [Observation(k + 1, int(c), p) for k, (p, c) in enumerate(zip(pts, cls, strict=True))]
+    ms = []
+    for k in range(repeats + 2):
+        t0 = time.perf_counter()
+        tracker.step(obs, lambda p, c, w: poses, stamp=k / 15)
+        if k >= 2:
+            ms.append(1e3 * (time.perf_counter() - t0))
+    return _p50(ms)
+
+
+def markdown(rows: list[dict], backend: str) -> list[str]:
+    if not rows:
+        return []
+    r0 = rows[0]
+    lines = ["", f"Tracked objects ({backend} backend; posediff_node with tracking on): the model "
+             f"stage of a warm start ({r0['warm_steps']} steps from t0 {r0['warm_t0']:g}, from "
+             f"the previous pose) against the default cold start ({r0['cold_steps']} steps), "
+             "ms per object (p50), and the tracker's own work per object (association, camera "
+             "motion, filter):", "",
+             "| objects | cold ms/object | warm ms/object | warm / cold | tracker ms/object |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['objects']} | {r['cold_ms_per_object']:.2f} | "
+                     f"{r['warm_ms_per_object']:.2f} | {r['ratio']:.2f} | "
+                     f"{r['tracker_ms_per_object']:.2f} |")
+    return lines

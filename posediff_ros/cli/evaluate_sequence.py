@@ -88,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-warm-start", action="store_true")
     ap.add_argument("--warm-from", choices=("raw", "filtered"), default=None)
     ap.add_argument("--reinit-period", type=int, default=None)
+    ap.add_argument("--accel", type=float, default=None, help="filter process noise (m/s^2)")
+    ap.add_argument("--angular-accel", type=float, default=None,
+                    help="filter process noise (rad/s^2)")
     ap.add_argument("--raw", action="store_true", help="tracking without smoothing")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1,
@@ -125,6 +128,10 @@ def main(argv: list[str] | None = None) -> int:
         cfg.warm_from = args.warm_from
     if args.reinit_period is not None:
         cfg.reinit_period = args.reinit_period
+    if args.accel is not None:
+        cfg.noise.accel = args.accel
+    if args.angular_accel is not None:
+        cfg.noise.angular_accel = args.angular_accel
     modes = [m for m in args.modes.split(",") if m]
     results = evaluate(seq_dirs, backend, modes, args.mask_ids, cfg, args.seed, calibration,
                        progress=lambda s: print(s, file=sys.stderr))

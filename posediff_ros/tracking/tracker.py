@@ -57,7 +57,7 @@ class TrackerConfig:
     warm_from: str = "raw"
     # a cold start every this many warm ones (0 = never): bounds what a chain of warm starts
     # can carry along (the estimate of a warm start leans on the previous one)
-    reinit_period: int = 0
+    reinit_period: int = 15
     association: AssociationConfig = field(default_factory=AssociationConfig)
     noise: FilterNoise = field(default_factory=FilterNoise)
 

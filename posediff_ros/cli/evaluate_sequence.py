@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-warm-start", action="store_true")
     ap.add_argument("--warm-from", choices=("raw", "filtered"), default=None)
     ap.add_argument("--reinit-period", type=int, default=None)
+    ap.add_argument("--no-camera-motion", action="store_true",
+                    help="tracks not moved by the fitted camera motion between frames")
     ap.add_argument("--accel", type=float, default=None, help="filter process noise (m/s^2)")
     ap.add_argument("--angular-accel", type=float, default=None,
                     help="filter process noise (rad/s^2)")
@@ -128,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg.warm_from = args.warm_from
     if args.reinit_period is not None:
         cfg.reinit_period = args.reinit_period
+    cfg.camera_motion = not args.no_camera_motion
     if args.accel is not None:
         cfg.noise.accel = args.accel
     if args.angular_accel is not None:

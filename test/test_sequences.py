@@ -111,3 +111,22 @@ def test_id_switches_count_changes_of_each_objects_id():
             for obj, seq in ids.items() for k, pid in enumerate(seq)]
     assert id_switches(recs) == 2
     assert id_switches([r for r in recs if r.identity == 2]) == 0
+
+
+def test_done_criteria_compare_tracking_with_per_frame():
+    from posediff_ros.tracking.report import criteria
+
+    def mode(name, acc, mm, deg, evals, ms, static_switches):
+        return {"mode": name, "accuracy": {"10d5cm": acc}, "jitter_mm_p95": mm,
+                "jitter_deg_p95": deg, "network_evaluations_per_object": evals,
+                "model_ms_per_object": ms, "by_kind": {"static": {"id_switches": static_switches}}}
+
+    lines = criteria([mode("per-frame", 90.0, 9.0, 6.0, 8.0, 10.0, 40),
+                      mode("tracking", 90.5, 2.9, 2.1, 2.5, 4.0, 0)])
+    met = {line.split(":")[0][2:]: "NOT met" not in line for line in lines[2:]}
+    assert met == {"10d5cm tracking >= per-frame": True,
+                   "jitter p95 (mm) <= 1/3 of per-frame": True,
+                   "jitter p95 (deg) <= 1/3 of per-frame": False,
+                   "0 id switches on static scenes": True,
+                   "score-net evaluations per object <= 1/2": True,
+                   "model ms per object <= 1/2": True}

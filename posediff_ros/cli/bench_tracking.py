@@ -74,3 +74,41 @@ def markdown(rows: list[dict], backend: str) -> list[str]:
                      f"{r['warm_ms_per_object']:.2f} | {r['ratio']:.2f} | "
                      f"{r['tracker_ms_per_object']:.2f} |")
     return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Only these rows (posediff-bench includes them in its full run):
+    python -m posediff_ros.cli.bench_tracking [--model M] [--objects 1,3,6] [--json PATH]"""
+    import argparse
+    import json
+    import os
+    from pathlib import Path
+
+    import torch
+
+    from posediff_ros.cli.bench import frame_points, render_bench_frame
+    from posediff_ros.runtime import DEFAULT_MODEL, load_backend
+
+    ap = argparse.ArgumentParser(prog="python -m posediff_ros.cli.bench_tracking")
+    ap.add_argument("--model", default=str(DEFAULT_MODEL))
+    ap.add_argument("--objects", default="1,3,6")
+    ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    backend = load_backend("torch", args.model)
+    frame, rng = render_bench_frame(0), np.random.default_rng(0)
+    inputs = {int(b): frame_points(frame, int(b), backend.num_points, rng)
+              for b in args.objects.split(",")}
+    rows = tracked_cost(backend, inputs, args.repeats)
+    print("\n".join(markdown(rows, "torch")))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"model": args.model, "threads": args.threads,
+                                               "load_avg": list(os.getloadavg()),
+                                               "rows": rows}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

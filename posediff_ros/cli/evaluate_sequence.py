@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reinit-period", type=int, default=None)
     ap.add_argument("--no-camera-motion", action="store_true",
                     help="tracks not moved by the fitted camera motion between frames")
+    ap.add_argument("--robust-chi2", type=float, default=None)
     ap.add_argument("--accel", type=float, default=None, help="filter process noise (m/s^2)")
     ap.add_argument("--angular-accel", type=float, default=None,
                     help="filter process noise (rad/s^2)")
@@ -131,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.reinit_period is not None:
         cfg.reinit_period = args.reinit_period
     cfg.camera_motion = not args.no_camera_motion
+    if args.robust_chi2 is not None:
+        cfg.noise.robust_chi2 = args.robust_chi2
     if args.accel is not None:
         cfg.noise.accel = args.accel
     if args.angular_accel is not None:

@@ -248,3 +248,26 @@ def test_reset_forgets_tracks_and_time_going_back_resets():
     assert tracker.next_id == 2 and tracker.stats.frames == 1
     tracker.reset()
     assert not tracker.tracks and tracker.next_id == 1
+
+
+def test_camera_motion_from_the_objects_that_stayed_put():
+    """Five objects, the camera turned 3 deg and moved 2 cm, centroids with 1 mm noise, one
+    object carried 5 cm: the fit finds the motion and leaves the carried one out (a fit that
+    kept it, or returned R^T, is off by far more than the noise)."""
+    from posediff_ros.tracking.egomotion import camera_motion
+
+    rng = np.random.default_rng(4)
+    before = rng.uniform([-0.2, -0.05, 0.6], [0.2, 0.1, 0.9], (5, 3))
+    R, t = so3_exp(np.deg2rad(3) * np.array([0.2, 1.0, 0.1]) / 1.025), np.array([0.02, 0, 0.01])
+    now = before @ R.T + t + rng.normal(0, 0.001, (5, 3))
+    now[2] += [0.05, 0.0, 0.0]
+    m = camera_motion(before, now)
+    assert m is not None and list(m.inliers) == [True, True, False, True, True]
+    # within the fit's own error estimate (1 mm noise over objects ~10 cm apart: ~1 deg)
+    assert np.deg2rad(rotation_error_deg(m.R, R)) < 3 * m.sigma_r < np.deg2rad(5)
+    moved = before @ m.R.T + m.t - (before @ R.T + t)  # its effect where the objects are
+    assert np.linalg.norm(moved, axis=1).max() < 0.004 and 0 < m.sigma_t < 0.003
+    # two objects, or objects on a line: no estimate
+    assert camera_motion(before[:2], now[:2]) is None
+    line = np.array([[0, 0, 0.7], [0.1, 0, 0.7], [0.2, 0, 0.7], [0.3, 0, 0.7]])
+    assert camera_motion(line, line + 0.01) is None

@@ -241,6 +241,8 @@ class Pipeline:
             obj.hypotheses = object_hypotheses(
                 poses.samples_rotation[b], poses.samples_translation[b], obj.class_id,
                 self.config.max_hypotheses, config=self.config.clusters)
+            for h in obj.hypotheses:  # a mode's spread is a sample spread: calibrated alike
+                h.covariance = self._covariance(obj.class_id, h.rotation, h.covariance)
             best = obj.hypotheses[0]
             obj.rotation, obj.translation = best.rotation, best.translation
             obj.covariance = best.covariance

@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from posediff_ros.cli.bench import frame_points, render_bench_frame
+    from posediff_ros.data.points import frame_objects
+    from posediff_ros.data.synthetic import render_scene
     from posediff_ros.runtime import DEFAULT_MODEL, load_backend
 
     ap = argparse.ArgumentParser(prog="python -m posediff_ros.cli.bench_tracking")
@@ -98,9 +99,15 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     backend = load_backend("torch", args.model)
-    frame, rng = render_bench_frame(0), np.random.default_rng(0)
-    inputs = {int(b): frame_points(frame, int(b), backend.num_points, rng)
-              for b in args.objects.split(",")}
+    rng = np.random.default_rng(0)
+    frame = render_scene(rng, num_objects=6)  # a tabletop like posediff-bench's
+    ids = [g.instance_id for g in frame.instances]
+    objs = frame_objects(frame.depth, frame.mask, frame.K, ids, backend.num_points, rng)
+    classes = {g.instance_id: g.class_id for g in frame.instances}
+    inputs = {}
+    for b in (int(x) for x in args.objects.split(",")):
+        pick = np.arange(b) % len(objs.ids)  # more objects than the frame shows: reused
+        inputs[b] = (objs.points[pick], np.array([classes[int(i)] for i in objs.ids[pick]]))
     rows = tracked_cost(backend, inputs, args.repeats)
     print("\n".join(markdown(rows, "torch")))
     if args.json:

@@ -10,7 +10,7 @@ Detection3D conventions (documented for consumers):
   the first element and zeros else when nothing was estimated (one sample, no calibration:
   the "not estimated" convention of sensor_msgs/Imu);
 - num_samples > 1: one result per mode of the samples (hypotheses.py), heaviest first, each
-  with its own pose and covariance (zero for a mode of one sample) and score = the object's
+  with its own pose and covariance (-1 first for a mode of one sample) and score = the object's
   confidence x the mode's weight, so the scores of all modes add up to the confidence;
   results[0] is the best single pose;
 - bbox: centre = results[0].pose (the object origin is its box centre), size = box extents.

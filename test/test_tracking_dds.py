@@ -9,7 +9,7 @@ import pytest
 from conftest import start_ros_module, stop
 from test_node_e2e import BUNDLED, REPO
 
-pytestmark = [pytest.mark.ros, pytest.mark.slow,
+pytestmark = [pytest.mark.ros, pytest.mark.slow, pytest.mark.xdist_group("tracking_dds"),
               pytest.mark.skipif(not BUNDLED.exists(), reason="no bundled model")]
 NS = "tracked"
 FRAMES = 30  # seed 4: a mug, a can, a mug; object 3 (a mug) is moved in frames 10-20

@@ -13,6 +13,7 @@ cost per object; definitions in posediff_ros/tracking/evaluation.py.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -35,7 +36,8 @@ def evaluate(seq_dirs: list[Path], backend, modes: list[str], mask_ids: str,
     results = []
     for mode in modes:
         run = ModeRun(mode)
-        tracker = Tracker(tracker_config) if mode == "tracking" else None
+        tracker = None if mode == "per-frame" else Tracker(dataclasses.replace(
+            tracker_config, warm_start=mode == "tracking-warm" and tracker_config.warm_start))
         for n, folder in enumerate(seq_dirs):
             seq = read_sequence(folder)
             pipeline = Pipeline(backend, PipelineConfig(seed=seed + n, depth_range=(0.1, 3.0)),
@@ -85,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="shuffled: the segmenter renumbers its masks every frame")
     ap.add_argument("--warm-t0", type=float, default=None)
     ap.add_argument("--warm-steps", type=int, default=None)
-    ap.add_argument("--no-warm-start", action="store_true")
+    ap.add_argument("--no-warm-start", action="store_true",
+                    help="tracking-warm as tracking (a backend without warm start does this)")
     ap.add_argument("--warm-from", choices=("raw", "filtered"), default=None)
     ap.add_argument("--reinit-period", type=int, default=None)
     ap.add_argument("--no-camera-motion", action="store_true",

@@ -33,7 +33,9 @@ from posediff_ros.pipeline import Pipeline
 from posediff_ros.tracking.smoothing import so3_log
 from posediff_ros.tracking.tracker import Observation, PredictFn, Tracker, observations
 
-MODES = ("per-frame", "tracking")
+# tracking: ids + smoothing with the model's own (cold) start every frame, the node's default;
+# tracking-warm: the same with warm starts from the previous pose (TrackerConfig.warm_*)
+MODES = ("per-frame", "tracking", "tracking-warm")
 
 
 @dataclass

@@ -167,7 +167,6 @@ def run(args: argparse.Namespace) -> dict:
     from tf2_msgs.msg import TFMessage
 
     from posediff_ros.ros import messages
-
     from posediff_ros.tracking import Tracker, TrackerConfig
 
     pipeline = make_pipeline(args)

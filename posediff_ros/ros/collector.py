@@ -71,12 +71,13 @@ def pair_with_truth(estimate: Detection3DArray, truth: Detection3DArray,
 
 def compare(estimate: Detection3DArray, truth: Detection3DArray) -> list[ObjectError]:
     """Per-object errors of the detections paired with a ground-truth object (same class,
-    nearest centre); instance_id is the ground truth's."""
+    nearest centre, no distance gate: an estimate far off its object still counts, with its
+    large error); instance_id is the ground truth's."""
     stamp = stamp_to_ns(estimate.header.stamp)
     est, gt = detection_arrays(estimate), detection_arrays(truth)
     visible = handle_visible(truth)
     errors = []
-    for e, g in pair_with_truth(estimate, truth):
+    for e, g in pair_with_truth(estimate, truth, max_distance_m=np.inf):
         name, R, t, size = est[e]
         _, R_gt, t_gt, size_gt = gt[g]
         # a mug whose handle the camera cannot see is symmetric (NOCS protocol)

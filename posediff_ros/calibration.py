@@ -20,6 +20,7 @@ convention of sensor_msgs/Imu) when there is no sample covariance.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -83,9 +84,21 @@ def calibration_path(model_path: str | Path) -> Path:
 
 
 def load_for_model(model_path: str | Path) -> CovarianceCalibration | None:
-    """The calibration stored beside a model, or None when there is none."""
+    """The calibration stored beside a model, or None when there is none or it was measured
+    on other weights (a retrained model: its errors are not the old one's; warns)."""
     path = calibration_path(model_path)
-    return CovarianceCalibration.load(path) if path.is_file() else None
+    if not path.is_file():
+        return None
+    calib = CovarianceCalibration.load(path)
+    model_json = Path(model_path)
+    weights = json.loads(model_json.read_text()).get("weights_sha256", "") \
+        if model_json.is_file() else ""
+    if weights and calib.model_sha256 and weights != calib.model_sha256:
+        warnings.warn(f"{path} was measured on other weights than {model_json} "
+                      f"({calib.model_sha256[:12]} vs {weights[:12]}): not used; re-run "
+                      "posediff-calibrate", stacklevel=2)
+        return None
+    return calib
 
 
 def prior_covariance(c: ClassCalibration, rotation: np.ndarray) -> np.ndarray:

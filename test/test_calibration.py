@@ -76,3 +76,14 @@ def test_save_load_round_trip(tmp_path):
     assert cal.calibration_path(tmp_path / "m.json") == path
     assert cal.load_for_model(tmp_path / "m.json") == calib
     assert cal.load_for_model(tmp_path / "other.json") is None
+
+
+def test_calibration_of_other_weights_is_not_used(tmp_path):
+    calib = cal.CovarianceCalibration({"mug": cal.ClassCalibration([1, 2, 3], [4, 5, 6])},
+                                      model="m.json", model_sha256="ab")
+    calib.save(tmp_path / "m.covariance.json")
+    (tmp_path / "m.json").write_text('{"weights_sha256": "ab"}')
+    assert cal.load_for_model(tmp_path / "m.json") == calib
+    (tmp_path / "m.json").write_text('{"weights_sha256": "cd"}')  # retrained
+    with pytest.warns(UserWarning, match="other weights"):
+        assert cal.load_for_model(tmp_path / "m.json") is None

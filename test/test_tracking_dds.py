@@ -1,8 +1,9 @@
 """Tracking over real DDS, separate processes: the synthetic camera plays a pick-and-place
 sequence (a hand-held camera; one of two mugs is lifted, carried 15-30 cm and put down) into
-posediff_node with the bundled model. Checks that every physical object keeps one id through
-the camera's and the object's motion, that the poses follow the truth (the moved mug too),
-that the TF frames follow the ids, and that ~/reset starts the ids again."""
+posediff_node with the bundled model, the masks renumbered every frame (a segmenter that does
+not track: the ids must come from the node's tracker). Checks that every physical object keeps
+one id through the camera's and the object's motion, that the poses follow the truth (the
+moved mug too), that the TF frames follow the ids, and that ~/reset starts the ids again."""
 
 import numpy as np
 import pytest
@@ -40,7 +41,8 @@ def run():
     collector.create_client(Trigger, "posediff_node/reset").wait_for_service(timeout_sec=120)
     camera = _start("posediff_ros.ros.synthetic_camera", "sequence:=pick_place",
                     f"sequence_frames:={FRAMES}", f"seed:={SEED}", "num_objects:=3", "rate:=3.0",
-                    "width:=320", "height:=240", "frame_id:=cam")
+                    "width:=320", "height:=240", "frame_id:=cam",
+                    "shuffle_mask_ids:=true")
     # the first pass of the sequence, and a few frames of the second
     collector.spin_until(executor, lambda: len(collector.truth) >= FRAMES + 3, 180)
     yield collector, executor

@@ -16,8 +16,10 @@ scene a frame paired with another frame's mask looks right; on a moving camera i
 `sequence` (static | orbit | handheld | pick_place, data/sequences.py) plays a moving sequence
 of `sequence_frames` frames instead, once all are rendered, in order and again from the start;
 ground-truth ids are then the same physical object in every frame (tracking tests, the demo).
+Mask ids are the object ids (a segmenter that tracks) unless `shuffle_mask_ids`.
 """
 
+import dataclasses
 import sys
 import threading
 
@@ -53,6 +55,8 @@ PARAMETERS = {
     "sequence": ("", "play a sequence: static | orbit | handheld | pick_place; empty = "
                      "ring_size scenes (or orbit_step_deg)"),
     "sequence_frames": (45, "frames of the sequence"),
+    "shuffle_mask_ids": (False, "renumber the masks every frame, like a segmenter that does "
+                                "not track (ground_truth keeps each object's own id)"),
 }
 
 
@@ -176,6 +180,7 @@ class SyntheticCamera(Node):
         if p["sequence"] and (p["sequence"] not in KINDS or p["sequence_frames"] < 1):
             raise ValueError(f"sequence must be one of {KINDS} with sequence_frames >= 1")
         self.frame_id = p["frame_id"]
+        self.shuffle_seed = p["seed"] if p["shuffle_mask_ids"] else None
         self.class_names = dict(e.split(":", 1) for e in p["class_names"] if ":" in e)
         qos = qos_profile_sensor_data
         self.pubs = {
@@ -210,20 +215,30 @@ class SyntheticCamera(Node):
         what = f"sequence {p['sequence']}" if p["sequence"] else f"{p['ring_size']} scenes"
         self.get_logger().info(f"rendering {what}, publishing at {p['rate']} Hz")
 
-    def _prepare(self, frame) -> dict:
-        mask = np.where(frame.mask == 255, 0, frame.mask).astype(np.uint8)
+    def _prepare(self, frame, index: int) -> dict:
+        mask, segmented = frame.mask, frame.instances
+        if self.shuffle_seed is not None:  # the same renumbering on every replay of a frame
+            from posediff_ros.data.sequences import shuffle_mask_ids
+
+            mask, identity = shuffle_mask_ids(frame, np.random.default_rng(
+                (self.shuffle_seed, index)))
+            new_id = {old: new for new, old in identity.items()}
+            segmented = [dataclasses.replace(g, instance_id=new_id[g.instance_id])
+                         for g in frame.instances]
+        mask = np.where(mask == 255, 0, mask).astype(np.uint8)
         return {
             "depth": convert.numpy_to_image(frame.depth, "16UC1"),
             "color": convert.numpy_to_image(frame.color, "rgb8"),
             "mask": convert.numpy_to_image(mask, "mono8"),
             # built once per scene; only the headers change per tick
-            "detections": detections_2d(Header(), mask, frame.instances, self.class_names),
+            "detections": detections_2d(Header(), mask, segmented, self.class_names),
             "ground_truth": ground_truth(Header(), frame.instances),
         }
 
     def _tick(self) -> None:
         while len(self.prepared) < len(self.frames):
-            self.prepared.append(self._prepare(self.frames[len(self.prepared)]))
+            self.prepared.append(self._prepare(self.frames[len(self.prepared)],
+                                               len(self.prepared)))
         if not self.prepared or (self.orbit and len(self.prepared) < self.ring_size) \
                 or len(self.prepared) < self.sequence_frames:
             return  # an orbit or a sequence starts once all its frames are there

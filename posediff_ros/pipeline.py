@@ -136,9 +136,9 @@ class FallbackOnFailure:
         self.current.configure(settings)
         self.settings_set = settings
 
-    def predict(self, points: np.ndarray, class_ids: np.ndarray):
+    def predict(self, points: np.ndarray, class_ids: np.ndarray, warm=None):
         try:
-            return self.current.predict(points, class_ids)
+            return self.current.predict(points, class_ids, *([] if warm is None else [warm]))
         except Exception as err:  # noqa: BLE001 - any backend fault: switch, say why
             if self.make_fallback is None:
                 raise
@@ -149,15 +149,19 @@ class FallbackOnFailure:
             self.switched = True
             self.on_switch(f"backend {failed} failed at run time ({type(err).__name__}: "
                            f"{str(err)[:200]}); switched to {self.current.name} for good")
-            return self.current.predict(points, class_ids)
+            return self.current.predict(points, class_ids, *([] if warm is None else [warm]))
 
 
 class Pipeline:
-    """A backend plus the point extraction settings; thread-safe (one call at a time)."""
+    """A backend plus the point extraction settings; thread-safe (one call at a time).
+    `calibration` (calibration.py): the covariance published with each pose; None = the raw
+    sample covariance, or none at all with one sample."""
 
-    def __init__(self, backend: Backend, config: PipelineConfig | None = None):
+    def __init__(self, backend: Backend, config: PipelineConfig | None = None,
+                 calibration=None):
         self.backend = backend
         self.config = config or PipelineConfig()
+        self.calibration = calibration
         self.rng = np.random.default_rng(self.config.seed)
         self._lock = threading.Lock()
 
@@ -212,8 +216,7 @@ class Pipeline:
         points = np.stack([p for _, _, p in usable])
         class_ids = np.array([c for _, c, _ in usable], np.int64)
         start = time.perf_counter()
-        with self._lock:
-            poses = self.backend.predict(points, class_ids)
+        poses = self.predict(points, class_ids)
         result.timings_ms["inference"] = 1e3 * (time.perf_counter() - start)
         result.timings_ms.update({f"backend_{k}": v for k, v in poses.timings_ms.items()})
         for b, (inst, cls, pts) in enumerate(usable):
@@ -223,8 +226,8 @@ class Pipeline:
                 translation=np.asarray(poses.translation[b], np.float64),
                 size=np.asarray(poses.size[b], np.float64),
                 score=float(poses.score[b]),
-                covariance=None if poses.covariance is None else np.asarray(poses.covariance[b]),
-                points=pts,
+                covariance=None if poses.covariance is None or poses.covariance[b, 0, 0] < 0
+                else poses.covariance[b], points=pts,
             ))
         if poses.samples_rotation is not None:
             start = time.perf_counter()
@@ -238,18 +241,52 @@ class Pipeline:
             obj.hypotheses = object_hypotheses(
                 poses.samples_rotation[b], poses.samples_translation[b], obj.class_id,
                 self.config.max_hypotheses, config=self.config.clusters)
+            for h in obj.hypotheses:  # a mode's spread is a sample spread: calibrated alike
+                h.covariance = self._covariance(obj.class_id, h.rotation, h.covariance)
             best = obj.hypotheses[0]
             obj.rotation, obj.translation = best.rotation, best.translation
             obj.covariance = best.covariance
 
+    def predict(self, points: np.ndarray, class_ids: np.ndarray, warm=None):
+        """The backend's poses with the published covariance (calibrated when a calibration is
+        loaded; PoseBatch.covariance None when nothing was estimated for any object, an
+        object without one marked by -1 in its first element, calibration.NOT_ESTIMATED)."""
+        from posediff_ros.calibration import not_estimated
+
+        with self._lock:  # (a backend without warm start need not take the argument)
+            poses = self.backend.predict(points, class_ids, *([] if warm is None else [warm]))
+        covs = [self._covariance(int(class_ids[b]), poses.rotation[b],
+                                 None if poses.covariance is None else poses.covariance[b])
+                for b in range(len(class_ids))]
+        poses.covariance = None if all(c is None for c in covs) else np.stack(
+            [not_estimated() if c is None else c for c in covs])
+        return poses
+
+    def _covariance(self, class_id: int, rotation, sample) -> np.ndarray | None:
+        if self.calibration is not None:
+            cov = self.calibration.covariance(class_id, np.asarray(rotation, np.float64), sample)
+            if cov is not None:
+                return cov
+        return None if sample is None else np.asarray(sample, np.float64)
+
+    def track(self, tracker, depth: np.ndarray, mask: np.ndarray, K: np.ndarray,
+              classes: dict[int, int], background: int, stamp: float) -> FrameResult:
+        """process() through a tracking.Tracker: objects get track ids (instance_id), warm
+        starts and smoothed poses (tracking.TrackedObject); stamp in seconds."""
+        from posediff_ros.tracking import observations
+
+        start = time.perf_counter()
+        usable, skipped = self.extract(depth, mask, K, classes, background)
+        result = FrameResult(skipped=skipped)
+        obs = observations(usable, depth, mask, K, self.config.depth_range)
+        result.timings_ms["points"] = 1e3 * (time.perf_counter() - start)
+        start = time.perf_counter()
+        result.objects = tracker.step(obs, self.predict, stamp, self.backend.settings.steps)
+        result.timings_ms["inference"] = 1e3 * (time.perf_counter() - start)
+        return result
+
 
 def object_names(objects: list[DetectedObject], prefix: str = "") -> list[str]:
-    """TF child frames `<prefix><class>_<k>`, k counting the objects of a class by mask id."""
-    counts: dict[int, int] = {}
-    names = []
-    for obj in sorted(objects, key=lambda o: o.instance_id):
-        k = counts.get(obj.class_id, 0)
-        counts[obj.class_id] = k + 1
-        names.append((obj.instance_id, f"{prefix}{BY_ID[obj.class_id].name}_{k}"))
-    order = dict(names)
-    return [order[o.instance_id] for o in objects]
+    """TF child frames `<prefix><class>_<id>`, id = the object's id (Detection3D.id): the track
+    id when tracking, else the mask id."""
+    return [f"{prefix}{BY_ID[o.class_id].name}_{o.instance_id}" for o in objects]

@@ -31,6 +31,8 @@ CONSOLE_SCRIPTS = [
     "posediff-bench = posediff_ros.cli.bench:main",
     "posediff-generate = posediff_ros.cli.generate:main",
     "posediff-cache = posediff_ros.data.cache:main",
+    "posediff-sequences = posediff_ros.data.sequences:main",
+    "posediff-calibrate = posediff_ros.cli.calibrate:main",
     "posediff-soak = posediff_ros.ros.soak:main",
 ]
 

@@ -23,6 +23,9 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("num_objects", default_value="0", description="0 = random 2-6"),
         DeclareLaunchArgument("ring_size", default_value="4"),
         DeclareLaunchArgument("seed", default_value="0"),
+        DeclareLaunchArgument("sequence", default_value="handheld",
+                              description="camera plays a moving sequence: static | orbit | "
+                                          "handheld | pick_place; empty = random scenes"),
         DeclareLaunchArgument("publish_overlay", default_value="true"),
         DeclareLaunchArgument("rviz", default_value="false"),
         DeclareLaunchArgument(
@@ -37,6 +40,7 @@ def generate_launch_description() -> LaunchDescription:
             "num_objects": LaunchConfiguration("num_objects"),
             "ring_size": LaunchConfiguration("ring_size"),
             "seed": LaunchConfiguration("seed"),
+            "sequence": LaunchConfiguration("sequence"),
         }],
         additional_env={"FASTDDS_DEFAULT_PROFILES_FILE": LaunchConfiguration("dds_profile")},
     )

@@ -58,6 +58,11 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("target_frame", default_value="",
                               description="publish poses, TF and markers in this frame (e.g. "
                                           "base_link); empty = the camera frame"),
+        DeclareLaunchArgument("frame_prefix", default_value="auto",
+                              description="prefix of the object TF frames; auto = the node's "
+                                          "fully qualified name + '/' (unique per node)"),
+        DeclareLaunchArgument("tracking", default_value="true",
+                              description="ids per physical object, warm starts, smoothing"),
         DeclareLaunchArgument("log_level", default_value="info",
                               description="debug | info | warn | error"),
         DeclareLaunchArgument("rviz", default_value="false", description="also start RViz"),
@@ -83,6 +88,8 @@ def generate_launch_description() -> LaunchDescription:
             "publish_overlay": LaunchConfiguration("publish_overlay"),
             "target_frame": ParameterValue(LaunchConfiguration("target_frame"), value_type=str),
             "managed": ParameterValue(managed, value_type=bool),
+            "frame_prefix": ParameterValue(LaunchConfiguration("frame_prefix"), value_type=str),
+            "tracking": LaunchConfiguration("tracking"),
         }],
         remappings=[(t, LaunchConfiguration(t)) for t in TOPICS],
         arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")],

@@ -123,9 +123,9 @@ class FallbackOnFailure:
         self.current.configure(settings)
         self.settings_set = settings
 
-    def predict(self, points: np.ndarray, class_ids: np.ndarray):
+    def predict(self, points: np.ndarray, class_ids: np.ndarray, warm=None):
         try:
-            return self.current.predict(points, class_ids)
+            return self.current.predict(points, class_ids, *([] if warm is None else [warm]))
         except Exception as err:  # noqa: BLE001 - any backend fault: switch, say why
             if self.make_fallback is None:
                 raise
@@ -136,15 +136,19 @@ class FallbackOnFailure:
             self.switched = True
             self.on_switch(f"backend {failed} failed at run time ({type(err).__name__}: "
                            f"{str(err)[:200]}); switched to {self.current.name} for good")
-            return self.current.predict(points, class_ids)
+            return self.current.predict(points, class_ids, *([] if warm is None else [warm]))
 
 
 class Pipeline:
-    """A backend plus the point extraction settings; thread-safe (one call at a time)."""
+    """A backend plus the point extraction settings; thread-safe (one call at a time).
+    `calibration` (calibration.py): the covariance published with each pose; None = the raw
+    sample covariance, or none at all with one sample."""
 
-    def __init__(self, backend: Backend, config: PipelineConfig | None = None):
+    def __init__(self, backend: Backend, config: PipelineConfig | None = None,
+                 calibration=None):
         self.backend = backend
         self.config = config or PipelineConfig()
+        self.calibration = calibration
         self.rng = np.random.default_rng(self.config.seed)
         self._lock = threading.Lock()
 
@@ -157,6 +161,17 @@ class Pipeline:
                 ) -> tuple[list[tuple[int, int, np.ndarray]], list[tuple[int, str]]]:
         """[(instance, class, points)] of the usable objects, and [(instance, why)] of the rest.
         One pass over the mask for all objects (data/points.py); depth may be uint16 mm."""
+        usable, skipped, _ = self._extract(depth, mask, K, classes, background)
+        return usable, skipped
+
+    def extract_centred(self, depth: np.ndarray, mask: np.ndarray, K: np.ndarray,
+                        classes: dict[int, int], background: int = 0):
+        """extract(), plus the mean of ALL the valid depth pixels of each usable object
+        (B, 3), from the same pass over the mask (what tracking.observations centres on)."""
+        usable, skipped, pixels = self._extract(depth, mask, K, classes, background)
+        return usable, skipped, pixels.centroids([inst for inst, _, _ in usable], K)
+
+    def _extract(self, depth, mask, K, classes, background):
         from posediff_ros.data.points import ObjectPixels, extract_objects
 
         pixels = ObjectPixels.of(mask, depth, self.config.depth_range, background=background)
@@ -177,7 +192,7 @@ class Pipeline:
         skipped += list(found.dropped.items())
         usable = [(inst, classes[inst], pts)
                   for inst, pts in zip(found.ids.tolist(), found.points, strict=True)]
-        return usable, skipped
+        return usable, skipped, pixels
 
     def process(self, depth: np.ndarray, mask: np.ndarray, K: np.ndarray,
                 classes: dict[int, int], background: int = 0) -> FrameResult:
@@ -191,8 +206,7 @@ class Pipeline:
         points = np.stack([p for _, _, p in usable])
         class_ids = np.array([c for _, c, _ in usable], np.int64)
         start = time.perf_counter()
-        with self._lock:
-            poses = self.backend.predict(points, class_ids)
+        poses = self.predict(points, class_ids)
         result.timings_ms["inference"] = 1e3 * (time.perf_counter() - start)
         result.timings_ms.update({f"backend_{k}": v for k, v in poses.timings_ms.items()})
         for b, (inst, cls, pts) in enumerate(usable):
@@ -202,8 +216,8 @@ class Pipeline:
                 translation=np.asarray(poses.translation[b], np.float64),
                 size=np.asarray(poses.size[b], np.float64),
                 score=float(poses.score[b]),
-                covariance=None if poses.covariance is None else np.asarray(poses.covariance[b]),
-                points=pts,
+                covariance=None if poses.covariance is None or poses.covariance[b, 0, 0] < 0
+                else poses.covariance[b], points=pts,
             ))
         if poses.samples_rotation is not None:
             start = time.perf_counter()
@@ -217,18 +231,63 @@ class Pipeline:
             obj.hypotheses = object_hypotheses(
                 poses.samples_rotation[b], poses.samples_translation[b], obj.class_id,
                 self.config.max_hypotheses, config=self.config.clusters)
+            for h in obj.hypotheses:  # a mode's spread is a sample spread: calibrated alike
+                h.covariance = self._covariance(obj.class_id, h.rotation, h.covariance)
             best = obj.hypotheses[0]
             obj.rotation, obj.translation = best.rotation, best.translation
             obj.covariance = best.covariance
 
+    def predict(self, points: np.ndarray, class_ids: np.ndarray, warm=None):
+        """The backend's poses with the published covariance (calibrated when a calibration is
+        loaded; PoseBatch.covariance None when nothing was estimated for any object, an
+        object without one marked by -1 in its first element, calibration.NOT_ESTIMATED)."""
+        from posediff_ros.calibration import not_estimated
+
+        with self._lock:  # (a backend without warm start need not take the argument)
+            poses = self.backend.predict(points, class_ids, *([] if warm is None else [warm]))
+        covs = [self._covariance(int(class_ids[b]), poses.rotation[b],
+                                 None if poses.covariance is None else poses.covariance[b])
+                for b in range(len(class_ids))]
+        poses.covariance = None if all(c is None for c in covs) else np.stack(
+            [not_estimated() if c is None else c for c in covs])
+        return poses
+
+    def _covariance(self, class_id: int, rotation, sample) -> np.ndarray | None:
+        if self.calibration is not None:
+            cov = self.calibration.covariance(class_id, np.asarray(rotation, np.float64), sample)
+            if cov is not None:
+                return cov
+        return None if sample is None else np.asarray(sample, np.float64)
+
+    def track(self, tracker, depth: np.ndarray, mask: np.ndarray, K: np.ndarray,
+              classes: dict[int, int], background: int, stamp: float) -> FrameResult:
+        """process() through a tracking.Tracker: objects get track ids (instance_id), warm
+        starts and smoothed poses (tracking.TrackedObject); stamp in seconds."""
+        from posediff_ros.tracking import observations
+
+        start = time.perf_counter()
+        usable, skipped, centres = self.extract_centred(depth, mask, K, classes, background)
+        result = FrameResult(skipped=skipped)
+        obs = observations(usable, centres)
+        result.timings_ms["points"] = 1e3 * (time.perf_counter() - start)
+        model_ms = 0.0
+
+        def predict(*args):  # the model's share of the tracker's step
+            nonlocal model_ms
+            t0 = time.perf_counter()
+            try:
+                return self.predict(*args)
+            finally:
+                model_ms += 1e3 * (time.perf_counter() - t0)
+
+        start = time.perf_counter()
+        result.objects = tracker.step(obs, predict, stamp, self.backend.settings.steps)
+        result.timings_ms["inference"] = model_ms
+        result.timings_ms["tracking"] = 1e3 * (time.perf_counter() - start) - model_ms
+        return result
+
 
 def object_names(objects: list[DetectedObject], prefix: str = "") -> list[str]:
-    """TF child frames `<prefix><class>_<k>`, k counting the objects of a class by mask id."""
-    counts: dict[int, int] = {}
-    names = []
-    for obj in sorted(objects, key=lambda o: o.instance_id):
-        k = counts.get(obj.class_id, 0)
-        counts[obj.class_id] = k + 1
-        names.append((obj.instance_id, f"{prefix}{BY_ID[obj.class_id].name}_{k}"))
-    order = dict(names)
-    return [order[o.instance_id] for o in objects]
+    """TF child frames `<prefix><class>_<id>`, id = the object's id (Detection3D.id): the track
+    id when tracking, else the mask id."""
+    return [f"{prefix}{BY_ID[o.class_id].name}_{o.instance_id}" for o in objects]

@@ -26,9 +26,10 @@ pytestmark = pytest.mark.slow  # ~30 s of rendering on a cold run, 3-5 s warm
 SEEDS = range(2_000_000, 2_000_005)  # the test range of README's posediff-cache commands
 PER_SEED = 60
 NUM_POINTS = 256
-# docs/RESULTS.md (g), the bundled model (v2) on "new generator, in distribution" (data/cache_test_v2,
-# the same generator and seed range as this set), per class: 10d5cm, 5d2cm in %. (Section (a)
-# is the previous generator's test split, which this test can no longer render.)
+# docs/RESULTS.md (g), the bundled model (v2) on "new generator, in distribution"
+# (data/cache_test_v2, the same generator and seed range as this set), per class: 10d5cm,
+# 5d2cm in %. (Section (a) is the previous generator's test split, which this test can no
+# longer render.)
 DOCUMENTED = {"bottle": (95.7, 79.9), "bowl": (97.1, 89.6), "camera": (46.8, 24.2),
               "can": (98.3, 90.3), "laptop": (78.6, 43.2), "mug": (78.8, 57.6)}
 

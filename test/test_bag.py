@@ -74,7 +74,8 @@ def test_bag_round_trip(tmp_path, scenes, storage, options):
     mask = [] if "boxes" in options else ["--mask", "/cam/mask"]
     rc = bag.main([str(tmp_path / "in"), str(out), "--depth", "/cam/depth", *mask,
                    "--camera-info", "/cam/camera_info", "--detections", "/cam/detections",
-                   "--model", "random", "--min-points", "30", "--storage", storage, *options])
+                   "--model", "random", "--min-points", "30", "--storage", storage, *options,
+                   "--no-tracking"])  # ids = the mask ids, checked against the truth below
     assert rc == 0
     results = []
     tf_count = 0
@@ -104,6 +105,15 @@ def test_bag_round_trip(tmp_path, scenes, storage, options):
     np.testing.assert_allclose(np.linalg.norm(q, axis=1), 1.0, atol=1e-6)
     report = json.loads((tmp_path / "out.json").read_text())
     assert [f["stamp_ns"] for f in report["frames"]] == stamps
+    if storage == "mcap" and not options:  # tracking (the default): the node's ids
+        rc = bag.main([str(tmp_path / "in"), str(tmp_path / "tracked"), "--depth", "/cam/depth",
+                       *mask, "--camera-info", "/cam/camera_info", "--detections",
+                       "/cam/detections", "--model", "random", "--min-points", "30"])
+        tracked = json.loads((tmp_path / "tracked.json").read_text())["frames"]
+        assert rc == 0 and [len(f["objects"]) for f in tracked] == [
+            len(f["objects"]) for f in report["frames"]]
+        for f in tracked:
+            assert all(o["tf_frame"] == f"{o['class']}_{o['instance_id']}" for o in f["objects"])
 
 
 def test_missing_topic_is_a_clear_error(tmp_path, scenes):

@@ -171,9 +171,12 @@ def test_detections_from_pose_results():
         assert det.bbox.center == hyp.pose.pose
 
 
-def test_single_sample_covariance_is_zero():
+def test_single_sample_covariance_is_marked_not_estimated():
+    """No spread estimated: -1 in the first element (sensor_msgs/Imu's convention), not zeros,
+    which a fusion node would read as a perfectly known pose."""
     det = messages.detections_msg(Header(), _objects(1, np.random.default_rng(3)))
-    assert not np.any(det.detections[0].results[0].pose.covariance)
+    cov = np.asarray(det.detections[0].results[0].pose.covariance)
+    assert cov[0] == -1 and not np.any(cov[1:])
 
 
 def test_transforms_and_markers():

@@ -113,7 +113,7 @@ def test_node_publishes_diagnostics(rclpy_context):
         assert mine, "no /diagnostics from the node"
         last = mine[-1]
         assert last.level == ERROR and "no input on depth, mask" in last.message
-        assert last.name == "posediff_node: pose estimation"
+        assert last.name == "/diag/posediff_node: pose estimation"
         values = {kv.key: kv.value for kv in last.values}
         assert values["backend"] == "onnxruntime" and values["model"] == "random"
         assert values["processed frames"] == "0"

@@ -32,7 +32,8 @@ def moving():
     broadcaster = spawn_python(TF_PUBLISHER, str(s0), "50", CAMERA_FRAME, str(SPEED))
     pipe = Pipeline("", num_objects=3, namespace="target", node_params=(
         "target_frame:=base_link", "transform_timeout:=0.5", "num_samples:=8", "init:=noise",
-        "max_hypotheses:=3", "log_period:=3.0"))
+        "max_hypotheses:=3", "log_period:=3.0",
+        "tracking:=false"))  # hypotheses are per frame; ids = the mask ids (the truth's)
     try:
         ok = pipe.wait_frames(4, timeout=90)
         pipe.collector.spin_until(pipe.executor, lambda: False, 4.0)  # a periodic log line
@@ -72,11 +73,8 @@ def test_poses_tf_markers_cloud_in_the_target_frame_at_the_input_stamp(moving):
     tfs = [t for m in c.tf for t in m.transforms if t.child_frame_id.startswith("obj/")]
     assert tfs and all(t.header.frame_id == "base_link" for t in tfs)
     stamp = next(s for s in c.matched() if c.poses[s].detections)
-    by_name = {}  # <class>_<k>: k counts the objects of a class in mask-id order
-    for det in sorted(c.poses[stamp].detections, key=lambda d: int(d.id)):
-        cls = det.results[0].hypothesis.class_id
-        k = sum(name.startswith(f"{cls}_") for name in by_name)
-        by_name[f"{cls}_{k}"] = det
+    # <class>_<id>, id = Detection3D.id
+    by_name = {f"{d.results[0].hypothesis.class_id}_{d.id}": d for d in c.poses[stamp].detections}
     at_stamp = [t for t in tfs if t.header.stamp.sec * 10**9 + t.header.stamp.nanosec == stamp]
     assert len(at_stamp) == len(by_name)
     for t in at_stamp:

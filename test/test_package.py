@@ -34,6 +34,7 @@ ROSDEP_KEYS = {
     "builtin_interfaces": "builtin_interfaces", "std_msgs": "std_msgs",
     "sensor_msgs": "sensor_msgs", "geometry_msgs": "geometry_msgs",
     "visualization_msgs": "visualization_msgs", "diagnostic_msgs": "diagnostic_msgs",
+    "std_srvs": "std_srvs",
     "vision_msgs": "vision_msgs", "tf2_msgs": "tf2_msgs", "tf2_ros": "tf2_ros_py",
     "ament_index_python": "ament_index_python", "launch": "launch", "launch_ros": "launch_ros",
     "ros2launch": "ros2launch", "lifecycle_msgs": "lifecycle_msgs",

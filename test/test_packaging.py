@@ -20,10 +20,11 @@ PACKAGE_FILES = ["setup.py", "setup.cfg", "package.xml", "LICENSE", "pytest.ini"
                  "launch", "config", "models", "posediff_ros", "test"]
 EXECUTABLES = {"posediff_node", "synthetic_camera", "lossy_relay", "posediff-demo", "posediff-bag",
                "posediff-eval", "posediff-train", "posediff-results", "posediff-export",
-               "posediff-bench", "posediff-generate", "posediff-cache", "posediff-soak"}
+               "posediff-bench", "posediff-generate", "posediff-cache", "posediff-soak",
+               "posediff-sequences", "posediff-calibrate"}
 SHARE = {"package.xml", "LICENSE", "launch/pose.launch.py", "launch/demo.launch.py",
          "config/pose.yaml", "config/posediff.rviz", "models/posediff_default.json",
-         "models/posediff_default.safetensors"}
+         "models/posediff_default.safetensors", "models/posediff_default.covariance.json"}
 
 
 def package_copy(dest: Path) -> Path:

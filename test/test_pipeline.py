@@ -142,11 +142,11 @@ def test_colour_coded_class_masks():
     assert mask[18, 18] == 0 and mask[3, 3] != mask[11, 11]
 
 
-def test_object_names_count_per_class():
+def test_object_names_follow_the_id():
     from types import SimpleNamespace
 
     objs = [SimpleNamespace(instance_id=i, class_id=c) for i, c in [(5, 6), (2, 6), (3, 1)]]
-    assert object_names(objs, "cam/") == ["cam/mug_1", "cam/mug_0", "cam/bottle_0"]
+    assert object_names(objs, "cam/") == ["cam/mug_5", "cam/mug_2", "cam/bottle_3"]
 
 
 def test_node_extraction_equals_the_evaluators(scene):

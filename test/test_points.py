@@ -150,3 +150,26 @@ def test_outlier_rule_cuts_the_wall_behind_a_large_object():
     mask[100:200, 250:270] = 4  # 2000 wall pixels at 2.5 m inside the mask
     res = object_points(depth, mask == 4, REAL275_K, 256, np.random.default_rng(0))
     assert res.num_valid == 22000 and res.points[:, 2].max() < 1.03
+
+
+def test_centroids_are_the_means_of_all_valid_pixels():
+    """Per id, the mean of every valid pixel back-projected (geometry.backproject of its mask,
+    inside the depth range), in metres from float metres and from uint16 millimetres alike;
+    ids asked in any order; NaN for an id without valid depth or not in the mask. A wrong
+    pixel axis (u <-> v), a missing K^-1 or the ids' order mixed up moves a centre by cm."""
+    from posediff_ros.data.points import ObjectPixels
+    from posediff_ros.geometry import backproject
+
+    depth, mask = _frame(np.random.default_rng(3))
+    depth[5:13, 200:208] = 0  # object 3: no valid depth at all
+    depth_mm = np.round(depth * 1000).astype(np.uint16)
+    ids = [4, 1, 3, 2, 9]
+    for d in (depth, depth_mm):
+        got = ObjectPixels.of(mask, d, (0.1, 2.0), background=0).centroids(ids, REAL275_K)
+        for row, inst in zip(got, ids, strict=True):
+            pts = backproject(d, mask == inst, REAL275_K)
+            pts = pts[pts[:, 2] <= 2.0]  # the wall inside the mask is outside the range
+            if len(pts) == 0:
+                assert np.isnan(row).all()
+            else:
+                np.testing.assert_allclose(row, pts.mean(axis=0), rtol=0, atol=1e-5)

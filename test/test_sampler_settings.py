@@ -31,15 +31,15 @@ def test_override_replaces_given_fields_and_none_keeps():
 
 
 def test_start_mode_picks_the_start_time():
-    s = SamplerSettings(t_start=0.5, t_start_regression=0.2, steps=3)
+    s = SamplerSettings(t_start=0.5, t_start_regression=0.2, t_start_warm=0.3, steps=3)
     model = PoseNet(PoseNetConfig())
-    for init, t0 in (("noise", 0.5), ("regression", 0.2)):
+    for init, t0 in (("noise", 0.5), ("regression", 0.2), ("warm", 0.3)):
         sched = make_schedule(model.sde, s.override(init=init))
         assert s.override(init=init).start_time == t0
         assert torch.allclose(sched.sigmas[0], model.sde.sigma(torch.tensor(t0)))
         assert sched.sigmas.shape == (4,) and sched.w.shape == (3,)
-    with pytest.raises(ValueError, match="unknown init 'warm'"):
-        make_schedule(model.sde, s.override(init="warm"))
+    with pytest.raises(ValueError, match="unknown init 'hot'"):
+        make_schedule(model.sde, s.override(init="hot"))
 
 
 @pytest.mark.parametrize("bad,field", [({"solver": "rk4"}, "solver"),

@@ -383,7 +383,13 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
         bar.update(1)
     bar.close()
     default_steps = model.cfg.sampler.steps
+    from .bench_tracking import tracked_cost  # tracked objects: warm vs cold, same run
+
+    tracking = tracked_cost(load_backend("torch", cfg.model, device=cfg.device,
+                                         settings=model.cfg.sampler.override(seed=cfg.seed)),
+                            points, cfg.repeats)
     result = {"config": asdict(cfg), "machine": info, "backends_loaded": loaded,
+              "tracking": tracking,
               "flops_per_object": flops, "rows": rows,
               "accuracy": run_accuracy(cfg, model, baseline, progress),
               "ratios": ratios(rows, cfg),
@@ -581,7 +587,10 @@ def cost_lines(res: dict) -> list[str]:
 
 
 def markdown(res: dict) -> str:
-    return "\n".join(latency_lines(res) + accuracy_lines(res) + cost_lines(res)) + "\n"
+    from .bench_tracking import markdown as tracking_lines
+
+    return "\n".join(latency_lines(res) + accuracy_lines(res) + cost_lines(res)
+                     + tracking_lines(res.get("tracking", []), "torch")) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int | None:

@@ -235,6 +235,10 @@ def load_frames(data: str | Path, max_frames: int | None = None, dataset: str = 
 
 
 def main(argv: list[str] | None = None) -> int:
+    if "--sequence" in (sys.argv[1:] if argv is None else argv):  # tracking on sequences
+        from posediff_ros.cli.evaluate_sequence import main as sequence_main
+
+        return sequence_main(argv)
     ap = argparse.ArgumentParser(prog="posediff-eval", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, help="data folder (REAL275 layout or HouseCat6D)")

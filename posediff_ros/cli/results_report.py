@@ -15,6 +15,7 @@ import numpy as np
 
 from ..categories import NAMES
 from ..model.sampler import SamplerSettings
+from ..tracking.report import calibration_section, tracking_section
 from .plots import line_plot, scatter_grid
 
 RESULTS = Path("docs/results")
@@ -395,6 +396,8 @@ SECTIONS: list[tuple[str, Callable[[dict], list[str]]]] = [
     ("hypotheses.json", hypotheses_section),
     ("segmentation.json", segmentation_section),
     ("splits.json", splits_section),
+    ("tracking.json", tracking_section),
+    ("covariance_calibration.json", calibration_section),
 ]
 
 

@@ -108,16 +108,18 @@ class PoseNet(nn.Module):
     @torch.no_grad()
     def sample_poses(self, cond: torch.Tensor, noise: torch.Tensor,
                      settings: SamplerSettings | None = None, reg: dict | None = None,
-                     callback=None, **overrides) -> torch.Tensor:
+                     callback=None, start_pose: torch.Tensor | None = None,
+                     **overrides) -> torch.Tensor:
         """noise (B, N, 9) standard normal -> sampled 9-D poses (B, N, 9), normalised frame.
-        settings: default the model's stored ones; overrides (steps=..., None = keep) on top."""
+        settings: default the model's stored ones; overrides (steps=..., None = keep) on top;
+        start_pose (B, 9) normalised frame: the start of init=warm (pose_target() of it)."""
         s = (settings or self.cfg.sampler).override(**overrides)
         reg_pose = None
         if s.init == "regression":
             reg = self.regress(cond) if reg is None else reg
             reg_pose = torch.cat([reg["rot6d"], reg["offset"]], -1)
         return sample(self.denoiser(cond), noise, make_schedule(self.sde, s), s, reg_pose,
-                      callback)
+                      callback, start_pose)
 
 
 def pose_to_camera(x: torch.Tensor, centroid: torch.Tensor, scale: torch.Tensor):

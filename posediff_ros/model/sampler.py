@@ -148,9 +148,9 @@ def solve(denoise: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, solver: str 
 
 # Start modes: what the start noise (at sigma(start time)) is added to, and which field holds
 # the start time. noise: the prior's mean 0, as GenPose; regression: the regression head's
-# pose. A new mode (tracking's "warm": a given previous pose, a small start time, 1-3 steps)
-# is one more entry here and in start_point().
-START_TIMES = {"noise": "t_start", "regression": "t_start_regression"}
+# pose; warm: a given pose per object (tracking: the object's previous pose), from a small
+# start time with 1-3 steps.
+START_TIMES = {"noise": "t_start", "regression": "t_start_regression", "warm": "t_start_warm"}
 
 
 @dataclass(frozen=True)
@@ -167,6 +167,7 @@ class SamplerSettings:
     t_start: float = 0.55  # init=noise starts here (GenPose: sigma ~1.1)
     t_end: float = 1e-5
     t_start_regression: float = 0.25  # init=regression starts here, near the regression pose
+    t_start_warm: float = 0.25  # init=warm starts here, near the given (previous) pose
     tsr_sigma_d: float = 0.05  # w_schedule=tsr: the data spread its factor assumes
     num_samples: int = 1  # >1: mean pose + covariance from the spread
     seed: int | None = 0  # fixed noise -> reproducible poses; None = new noise every call
@@ -217,18 +218,25 @@ def make_schedule(sde: VESDE, settings: SamplerSettings) -> Schedule:
 
 
 def start_point(init: str, noise: torch.Tensor, sigma0: torch.Tensor,
-                reg_pose: torch.Tensor | None = None) -> torch.Tensor:
+                reg_pose: torch.Tensor | None = None,
+                start_pose: torch.Tensor | None = None) -> torch.Tensor:
     """x at the first noise level: noise (B, N, 9) scaled by sigma0, around the start mode's
-    mean (reg_pose (B, 9): the regression head's pose, for init=regression)."""
+    mean (reg_pose (B, 9): the regression head's pose, for init=regression; start_pose (B, 9):
+    the given pose, normalised frame, for init=warm)."""
     x = sigma0 * noise
     if init == "regression":
         x = reg_pose[:, None] + x
+    elif init == "warm":
+        if start_pose is None:
+            raise ValueError("init=warm needs a start pose per object")
+        x = start_pose[:, None] + x
     return x
 
 
 def sample(denoise: Denoiser, noise: torch.Tensor, schedule: Schedule, settings: SamplerSettings,
-           reg_pose: torch.Tensor | None = None, callback: Callback | None = None):
+           reg_pose: torch.Tensor | None = None, callback: Callback | None = None,
+           start_pose: torch.Tensor | None = None):
     """A whole sampler run (eager torch): start point, then the solver down the schedule."""
     sigmas, w = schedule.sigmas.to(noise), schedule.w.to(noise.device)
-    x = start_point(settings.init, noise, sigmas[0], reg_pose)
+    x = start_point(settings.init, noise, sigmas[0], reg_pose, start_pose)
     return get_solver(settings.solver)(denoise, x, sigmas, w, callback)

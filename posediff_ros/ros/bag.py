@@ -152,8 +152,12 @@ def make_pipeline(args: argparse.Namespace) -> Pipeline:
     backend.configure(backend.settings.override(
         num_samples=args.num_samples, steps=args.steps, solver=args.solver,
         w_schedule=args.w_schedule, w_max=args.w_max))
+    from posediff_ros.calibration import load_for_model
+
+    model = args.model or DEFAULT_MODEL
     return Pipeline(backend, PipelineConfig(min_points=args.min_points,
-                                            depth_range=(args.depth_min, args.depth_max)))
+                                            depth_range=(args.depth_min, args.depth_max)),
+                    None if str(model) == "random" else load_for_model(model))
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -163,8 +167,13 @@ def run(args: argparse.Namespace) -> dict:
     from tf2_msgs.msg import TFMessage
 
     from posediff_ros.ros import messages
+    from posediff_ros.tracking import Tracker, TrackerConfig
 
     pipeline = make_pipeline(args)
+    # the node's tracking: ids per physical object, smoothing, (--warm-start) warm starts;
+    # --no-tracking: every frame on its own, ids = mask ids
+    warm = args.warm_start and getattr(pipeline.backend, "warm_start", False)
+    tracker = Tracker(TrackerConfig(warm_start=warm)) if args.tracking else None
     class_names = ClassNames(parse_class_aliases(args.class_aliases))
     class_map = parse_class_map(args.class_map)
     if not args.detections and not class_map:
@@ -197,7 +206,11 @@ def run(args: argparse.Namespace) -> dict:
                 skipped_frames += 1
                 continue
             background = 0 if args.segmentation == "boxes" else args.mask_background
-            result = pipeline.process(depth, mask, K, classes, background)
+            if tracker is not None:
+                result = pipeline.track(tracker, depth, mask, K, classes, background,
+                                        stamp_ns * 1e-9)
+            else:
+                result = pipeline.process(depth, mask, K, classes, background)
             header = Header(stamp=depth_msg.header.stamp, frame_id=depth_msg.header.frame_id)
             names = object_names(result.objects, args.frame_prefix)
             writer.write(poses_conn, timestamp,
@@ -261,6 +274,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--class-aliases", nargs="*", default=[],
                    help="detector class:NOCS class, on top of the defaults (cup:mug, ...)")
     p.add_argument("--frame-prefix", default="")
+    p.add_argument("--no-tracking", dest="tracking", action="store_false",
+                   help="every frame on its own, ids = mask ids (default: tracking, as the node)")
+    p.add_argument("--warm-start", action="store_true",
+                   help="tracked objects start from their previous pose (the node's warm_start)")
     p.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap")
     p.add_argument("--csv", default=None, help="default: OUTPUT.csv")
     p.add_argument("--json", default=None, help="default: OUTPUT.json")

@@ -51,23 +51,42 @@ def handle_visible(msg: Detection3DArray) -> dict[int, bool]:
             for det in msg.detections}
 
 
+def pair_with_truth(estimate: Detection3DArray, truth: Detection3DArray,
+                    max_distance_m: float = 0.1) -> list[tuple[int, int]]:
+    """(estimated id, true id) pairs: same class, nearest centres (Hungarian), at most
+    `max_distance_m` apart. Ids are not compared: with tracking they are the node's own."""
+    from scipy.optimize import linear_sum_assignment
+
+    est, gt = detection_arrays(estimate), detection_arrays(truth)
+    e_ids, g_ids = sorted(est), sorted(gt)
+    cost = np.full((len(e_ids), len(g_ids)), 1e6)
+    for i, e in enumerate(e_ids):
+        for j, g in enumerate(g_ids):
+            d = float(np.linalg.norm(est[e][2] - gt[g][2]))
+            if est[e][0] == gt[g][0] and d <= max_distance_m:
+                cost[i, j] = d
+    rows, cols = linear_sum_assignment(cost) if cost.size else ([], [])
+    return [(e_ids[r], g_ids[c]) for r, c in zip(rows, cols, strict=True) if cost[r, c] < 1e6]
+
+
 def compare(estimate: Detection3DArray, truth: Detection3DArray) -> list[ObjectError]:
-    """Per-object errors of the detections that have a ground-truth object of the same id."""
+    """Per-object errors of the detections paired with a ground-truth object (same class,
+    nearest centre, no distance gate: an estimate far off its object still counts, with its
+    large error); instance_id is the ground truth's."""
     stamp = stamp_to_ns(estimate.header.stamp)
     est, gt = detection_arrays(estimate), detection_arrays(truth)
     visible = handle_visible(truth)
     errors = []
-    for inst, (name, R, t, size) in sorted(est.items()):
-        if inst not in gt:
-            continue
-        _, R_gt, t_gt, size_gt = gt[inst]
+    for e, g in pair_with_truth(estimate, truth, max_distance_m=np.inf):
+        name, R, t, size = est[e]
+        _, R_gt, t_gt, size_gt = gt[g]
         # a mug whose handle the camera cannot see is symmetric (NOCS protocol)
-        symmetric = is_symmetric(BY_NAME[name].id, handle_visible=visible[inst])
+        symmetric = is_symmetric(BY_NAME[name].id, handle_visible=visible[g])
         errors.append(ObjectError(
-            stamp, inst, name, float(rotation_error_deg(R, R_gt, symmetric)),
+            stamp, g, name, float(rotation_error_deg(R, R_gt, symmetric)),
             float(translation_error_cm(t, t_gt)),
             float(np.mean(np.abs(size - size_gt) / np.maximum(size_gt, 1e-6))),
-            handle_hidden=not visible[inst]))
+            handle_hidden=not visible[g]))
     return errors
 
 

@@ -2,7 +2,8 @@
 
 Starts `ros2 launch posediff_ros demo.launch.py` where the launch stack exists (else the two
 nodes as plain processes), listens for --duration seconds, then prints per-object errors
-against the ground truth, the achieved rate and latency, and writes an overlay PNG.
+against the ground truth, the achieved rate and latency, the ids the node gave each true
+object (tracking: one each), and writes an overlay PNG.
 Exit code 0 when results arrived.
 """
 
@@ -55,11 +56,13 @@ def start_nodes(args, model: str) -> tuple[list[subprocess.Popen], str]:
         # the launch file by path: ros2 launch's package lookup skips symlinked share dirs
         cmd = launch + [str(share_file("launch", "demo.launch.py")), f"model:={model}",
                         f"rate:={args.rate}", f"num_objects:={args.num_objects}",
-                        f"seed:={args.seed}", "publish_overlay:=true"]
+                        f"seed:={args.seed}", f"sequence:={args.sequence}",
+                        "publish_overlay:=true"]
         return [subprocess.Popen(cmd, **kw)], "ros2 launch demo.launch.py"
     py = [sys.executable, "-m"]
     camera = py + ["posediff_ros.ros.synthetic_camera", "--ros-args", "-p", f"rate:={args.rate}",
-                   "-p", f"num_objects:={args.num_objects}", "-p", f"seed:={args.seed}"]
+                   "-p", f"num_objects:={args.num_objects}", "-p", f"seed:={args.seed}",
+                   "-p", f"sequence:={args.sequence}"]
     node = py + ["posediff_ros.ros.node", "--ros-args", "--params-file",
                  str(share_file("config", "pose.yaml")), "-p", f"model_path:={model}",
                  "-p", "publish_overlay:=true"]
@@ -146,7 +149,22 @@ def report(collector, window: tuple[int, int], started: str) -> bool:
         print(f"  {name:8} n={len(errs):3d}  rot {np.median([e.rotation_deg for e in errs]):6.1f}"
               f" deg  trans {np.median([e.translation_cm for e in errs]):6.2f} cm  "
               f"size {100 * np.median([e.size_error for e in errs]):5.1f} %")
+    print_ids(collector, stamps)
     return True
+
+
+def print_ids(collector, stamps: list[int]) -> None:
+    """Which ids the node published for each true object (paired by class and centre)."""
+    from posediff_ros.ros.collector import pair_with_truth
+
+    seen: dict[int, list[str]] = defaultdict(list)
+    for s in stamps:
+        for est, true in pair_with_truth(collector.poses[s], collector.truth[s]):
+            seen[true].append(est)
+    print(f"\nids over {len(stamps)} frames (true object -> published ids; tracking keeps one):")
+    for true, ids in sorted(seen.items()):
+        switches = sum(a != b for a, b in zip(ids, ids[1:], strict=False))
+        print(f"  object {true}: ids {sorted(set(ids), key=int)}, {switches} id switches")
 
 
 def save_overlay(collector, path: Path) -> bool:
@@ -169,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=5.0, help="camera frames per second")
     p.add_argument("--num-objects", type=int, default=3, help="objects per scene (0 = 2-6)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sequence", default="handheld",
+                   help="camera motion: static | orbit | handheld | pick_place; '' = random "
+                        "scenes (objects jump: no tracking to see)")
     p.add_argument("--model", default="", help="model JSON or 'random' (default: bundled)")
     p.add_argument("--out", default="out", help="folder for the overlay PNG")
     p.add_argument("--no-launch", action="store_true", help="plain processes, not ros2 launch")

@@ -195,7 +195,9 @@ class DiagnosticsPublisher:
 
         self.node, self.health = node, health
         self.pub = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.name = f"{node.get_name()}: pose estimation"
+        # the fully qualified name: aggregators and rqt_robot_monitor group by status name,
+        # so two cameras' nodes (same node name, other namespaces) must not share one
+        self.name = f"{node.get_fully_qualified_name()}: pose estimation"
         self.timer = node.create_timer(period, self.publish)
 
     def snapshot(self) -> tuple[bytes, str, dict[str, str]]:

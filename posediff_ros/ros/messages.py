@@ -2,12 +2,15 @@
 
 Detection3D conventions (documented for consumers):
 - header: the camera frame and the input stamp;
-- id: the instance id of the object in the input mask (as a string);
+- id: the track id (tracking on: the same physical object keeps it from frame to frame),
+  else the instance id of the object in the input mask (as a string);
 - results[0].hypothesis.class_id: the NOCS category name ("mug"), score in [0, 1];
-- results[0].pose: camera-from-object pose; covariance over (x, y, z, rot x, rot y, rot z),
-  all zero when a single sample was drawn (no spread to report);
+- results[0].pose: camera-from-object pose; covariance over (x, y, z, rot x, rot y, rot z)
+  (calibration.py: calibrated per class when the model has a calibration file), or -1 in
+  the first element and zeros else when nothing was estimated (one sample, no calibration:
+  the "not estimated" convention of sensor_msgs/Imu);
 - num_samples > 1: one result per mode of the samples (hypotheses.py), heaviest first, each
-  with its own pose and covariance (zero for a mode of one sample) and score = the object's
+  with its own pose and covariance (-1 first for a mode of one sample) and score = the object's
   confidence x the mode's weight, so the scores of all modes add up to the confidence;
   results[0] is the best single pose;
 - bbox: centre = results[0].pose (the object origin is its box centre), size = box extents.
@@ -25,6 +28,7 @@ from vision_msgs.msg import (
 )
 from visualization_msgs.msg import Marker, MarkerArray
 
+from posediff_ros.calibration import not_estimated
 from posediff_ros.categories import BY_ID
 from posediff_ros.geometry import box_corners, matrix_to_quaternion
 
@@ -49,7 +53,7 @@ def pose_msg(rotation: np.ndarray, translation: np.ndarray) -> Pose:
 
 def hypothesis_msg(class_name: str, score: float, rotation, translation,
                    covariance: np.ndarray | None) -> ObjectHypothesisWithPose:
-    cov = np.zeros(36) if covariance is None else np.asarray(covariance, np.float64).ravel()
+    cov = (not_estimated() if covariance is None else np.asarray(covariance, np.float64)).ravel()
     return ObjectHypothesisWithPose(
         hypothesis=ObjectHypothesis(class_id=class_name, score=float(score)),
         pose=PoseWithCovariance(pose=pose_msg(rotation, translation),

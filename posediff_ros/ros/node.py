@@ -7,7 +7,14 @@ Subscribes (relative names, remap freely; sensor-data QoS):
   id, or the boxes themselves with segmentation=boxes; only when class_source is detections),
   color (Image, optional, for the overlay).
 Publishes: object_poses (Detection3DArray, see ros/messages.py), /tf, markers (MarkerArray),
-  debug/points (PointCloud2, publish_debug), overlay (Image rgb8, publish_overlay).
+  debug/points (PointCloud2, publish_debug), overlay (Image rgb8, publish_overlay),
+  object_poses_raw (the unsmoothed estimates, publish_raw).
+Service: ~/reset (std_srvs/Trigger): forget every track (ids start again at 1).
+
+Tracking (`tracking`, on by default; tracking/): the same physical object keeps its id
+(Detection3D.id, TF frame <frame_prefix><class>_<id>, markers) from frame to frame and its
+pose is smoothed; with `warm_start` its sampler starts from its previous pose (2 steps
+instead of 8). The ROS-free Tracker does all of it, the node only feeds it frames.
 
 Depth, mask (and detections) are paired by header stamp (sync.py: `sync` exact, or
 approximate within `slop`); camera_info is the one valid at the frame's stamp, colour the
@@ -64,11 +71,12 @@ from posediff_ros.ros import convert, messages
 from posediff_ros.ros.diagnostics import DiagnosticsPublisher, Health, Laps, StageTimes
 from posediff_ros.ros.log_bridge import forward_core_logs
 from posediff_ros.ros.overlay import draw_overlay
-from posediff_ros.ros.params import SAMPLER_PARAMS, NodeParams
+from posediff_ros.ros.params import SAMPLER_PARAMS, TRACKING_PARAMS, NodeParams
 from posediff_ros.ros.run import run_node
 from posediff_ros.runtime.base import SamplerSettings
 from posediff_ros.sync import LatestSlot, StampHistory, make_sync
 from posediff_ros.threads import limit_threads
+from posediff_ros.tracking import Tracker, TrackerConfig
 from posediff_ros.transforms import TransformUnavailable, transform_object
 
 TF_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
@@ -152,7 +160,28 @@ PARAMETERS = {
                                    "transform at the input stamp, from TF); empty = camera")),
     "transform_timeout": (0.1, _describe("seconds to wait for that transform; then the frame's "
                                          "outputs are dropped", float_range=(0.0, 10.0))),
-    "frame_prefix": ("", _describe("prefix of the object TF frames (<prefix><class>_<k>)")),
+    "tracking": (True, _describe(
+        "track objects: ids per physical object (association over frames), smoothing, warm "
+        "starts (warm_start); false = every frame on its own, ids = mask ids", False)),
+    "smoothing": (True, _describe("tracking: publish the filtered pose (SE(3) filter weighing "
+                                  "each estimate by its uncertainty); false = the raw one",
+                                  False)),
+    "warm_start": (False, _describe(
+        "tracking: start a tracked object's sampler from its previous pose (warm_t0, "
+        "warm_steps): ~0.7 of the model's cost per object, but less accurate on the held-out "
+        "sequences (docs/RESULTS.md); false = the model's own start every frame", False)),
+    "warm_t0": (-1.0, _describe("tracking: diffusion time the warm start noises the previous "
+                                "pose to; < 0 = the model's (t_start_warm)", False,
+                                float_range=(-1.0, 1.0))),
+    "warm_steps": (0, _describe("tracking: sampler steps of a warm start; 0 = 2", False,
+                                int_range=(0, 100))),
+    "track_max_age": (1.0, _describe("tracking: seconds an unseen object keeps its id",
+                                     False, float_range=(0.0, 3600.0))),
+    "publish_raw": (False, _describe("tracking: also publish the unsmoothed estimates on "
+                                     "object_poses_raw")),
+    "frame_prefix": ("auto", _describe(
+        "prefix of the object TF frames (<prefix><class>_<id>); auto = the node's fully "
+        "qualified name + '/' (unique per node), empty = none")),
     "publish_tf": (True, _describe("publish one TF frame per object")),
     "publish_markers": (True, _describe("publish a MarkerArray (boxes, axes, labels)")),
     "publish_debug": (False, _describe("publish the segmented object points (debug/points)")),
@@ -182,14 +211,18 @@ class PoseNode(LifecycleNode):
         self._last_log: dict[str, float] = {}
         self.health = Health()  # fed by the callbacks, published on /diagnostics
         self.stage_times = StageTimes()  # the worker's per-stage timers, on /diagnostics too
-        self.published = dict.fromkeys(("object_poses", "tf", "markers", "debug/points",
-                                        "overlay"), 0)  # messages sent per output
+        self.published = dict.fromkeys(("object_poses", "object_poses_raw", "tf", "markers",
+                                        "debug/points", "overlay"), 0)  # messages sent per output
         # the core's log records (backend fallback, graph export) go to this node's logger
         self._log_bridge = forward_core_logs(self.get_logger())
         self.pipeline: Pipeline | None = None  # configured
         self.worker: threading.Thread | None = None  # active
         self._active: list = []  # subscriptions, publishers, timers of the active state
         self.tf_listener = None
+        self._reset_tracks = threading.Event()  # set by ~/reset, done by the worker
+        from std_srvs.srv import Trigger
+
+        self.create_service(Trigger, "~/reset", self._on_reset)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         if not self.get_parameter("managed").value:  # a plain node: up at once, or exit
             if self.trigger_configure() != OK or self.trigger_activate() != OK:
@@ -204,6 +237,8 @@ class PoseNode(LifecycleNode):
             self._requested = self._handled = self.params  # the latest accepted change, and
             # the latest the worker has applied (or failed to)
             self.pipeline = self._load_pipeline(self.params)
+            self.tracker = Tracker(self._tracker_config(self.params))
+            self.frame_prefix = self.params.tf_prefix(self.get_fully_qualified_name())
             warm_ms = self._warm_up()
             if self.params.target_frame:
                 from posediff_ros.ros.tf_listener import make_listener
@@ -340,6 +375,9 @@ class PoseNode(LifecycleNode):
         self.cloud_pub = self.create_publisher(PointCloud2, "debug/points", 2)
         self.overlay_pub = self.create_publisher(Image, "overlay", 2)
         self._active += [self.poses_pub, self.markers_pub, self.cloud_pub, self.overlay_pub]
+        if self.params.publish_raw:
+            self.raw_pub = self.create_publisher(Detection3DArray, "object_poses_raw", 10)
+            self._active.append(self.raw_pub)
         self.tf_broadcaster = None
         if self.params.publish_tf:
             try:  # a real distro: the standard broadcaster
@@ -377,15 +415,36 @@ class PoseNode(LifecycleNode):
                              " (set 0 to use the model's)")
         config = PipelineConfig(min_points=p.min_points, max_objects=p.max_objects,
                                 depth_range=p.depth_range, max_hypotheses=p.max_hypotheses)
-        self.get_logger().info(f"model {path} loaded; sampler {self._sampler_settings(p)}")
-        return Pipeline(backend, config)
+        from posediff_ros.calibration import load_for_model
+
+        calibration = None if path == "random" else load_for_model(path)
+        self.get_logger().info(f"model {path} loaded; sampler {self._sampler_settings(p)}; "
+                               f"covariance {'calibrated' if calibration else 'not calibrated'}")
+        if p.tracking and p.warm_start and not getattr(backend, "warm_start", False):
+            self.get_logger().warning(f"backend {backend.name} has no warm start: tracking "
+                                      "keeps ids and smoothing, every start is cold")
+        return Pipeline(backend, config, calibration)
+
+    def _tracker_config(self, p: NodeParams) -> TrackerConfig:
+        defaults = TrackerConfig()
+        warm = p.warm_start and getattr(self.pipeline.backend, "warm_start", False)
+        return dataclasses.replace(
+            defaults, warm_start=warm, smoothing=p.smoothing, max_age=p.track_max_age,
+            warm_t0=p.warm_t0 if p.warm_t0 is not None else self.model_sampler.t_start_warm,
+            warm_steps=p.warm_steps or defaults.warm_steps)
+
+    def _on_reset(self, request, response):
+        """~/reset: every track is forgotten before the next frame (by the worker)."""
+        self._reset_tracks.set()
+        response.success, response.message = True, "tracks cleared; ids start again at 1"
+        return response
 
     # --- parameter changes: checked here, applied by the worker between frames ----------------
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
         """Runs in the executor: validates only (fast), never waits for inference. Only the
         sampler's parameters change (the others are declared read-only)."""
-        changes = {q.name: q.value for q in params if q.name in SAMPLER_PARAMS}
+        changes = {q.name: q.value for q in params if q.name in SAMPLER_PARAMS + TRACKING_PARAMS}
         if not changes or self.pipeline is None:  # unconfigured: checked at configure
             return SetParametersResult(successful=True)
         try:
@@ -398,20 +457,28 @@ class PoseNode(LifecycleNode):
 
     def _apply_requested(self) -> None:
         """In the worker, between frames: configure the backend (which may export a graph)."""
+        if self._reset_tracks.is_set():
+            self._reset_tracks.clear()
+            count = len(self.tracker.tracks)
+            self.tracker.reset()
+            self.get_logger().info(f"~/reset: {count} tracks cleared, ids start again at 1")
         requested = self._requested
         if requested is self._handled:
             return
         self._handled = requested
+        self.tracker.config = self._tracker_config(requested)
+        if requested.tracking != self.params.tracking:
+            self.tracker.reset()
         settings = self._sampler_settings(requested)
         try:
             self.pipeline.configure(settings)
         except Exception as err:  # noqa: BLE001 - a failed export must not stop the node
             self.get_logger().error(f"sampler settings {settings} not applied: {err}")
             return
-        changed = {k: getattr(requested, k) for k in SAMPLER_PARAMS
+        changed = {k: getattr(requested, k) for k in SAMPLER_PARAMS + TRACKING_PARAMS
                    if getattr(requested, k) != getattr(self.params, k)}
         self.params = requested
-        self.get_logger().info(f"sampler settings changed: {changed}")
+        self.get_logger().info(f"settings changed: {changed}")
 
     # --- inputs ---------------------------------------------------------------------------
 
@@ -577,10 +644,14 @@ class PoseNode(LifecycleNode):
         if any(problem.skip for problem in problems):
             return self._reject(frame)
         laps.lap("checks")
-        result = self.pipeline.process(depth, mask, K, classes, background)
+        if p.tracking:
+            result = self.pipeline.track(self.tracker, depth, mask, K, classes, background,
+                                         frame["_stamp_ns"] * 1e-9)
+        else:
+            result = self.pipeline.process(depth, mask, K, classes, background)
         t = result.timings_ms
-        laps.lap("pipeline", {"extraction": t.get("points", 0.0),
-                              "model": t.get("inference", 0.0)})
+        laps.lap("pipeline", {"extraction": t.get("points", 0.0), "model": t.get("inference", 0.0),
+                              **{k: t[k] for k in ("tracking", "hypotheses") if k in t}})
         self.health.inference(t.get("inference", 0.0))
         for inst, why in result.skipped:
             self._warn(f"object:{why[:20]}", f"object {inst} skipped: {why}")
@@ -609,16 +680,23 @@ class PoseNode(LifecycleNode):
         header = self._header(frame)
         objects = camera_objects = result.objects
         camera_header = header
-        names = object_names(objects, self.params.frame_prefix)
+        names = object_names(objects, self.frame_prefix)
+        raw = [dataclasses.replace(o, rotation=o.raw_rotation, translation=o.raw_translation,
+                                   covariance=o.raw_covariance) for o in objects
+               if hasattr(o, "raw_rotation")] if self._raw_wanted() else []
         if self.params.target_frame:
-            moved = self._to_target_frame(header, objects, frame["_stamp_ns"])
+            moved = self._to_target_frame(header, objects + raw, frame["_stamp_ns"])
             if moved is None:
                 return
-            header, objects = moved
+            header, moved_objects = moved
+            objects, raw = moved_objects[:len(objects)], moved_objects[len(objects):]
             laps.lap("target frame")
         if self.poses_pub.get_subscription_count():
             self.poses_pub.publish(messages.detections_msg(header, objects))
             self.published["object_poses"] += 1
+        if self._raw_wanted():
+            self.raw_pub.publish(messages.detections_msg(header, raw))
+            self.published["object_poses_raw"] += 1
         laps.lap("poses")
         stamp_ns = frame["_stamp_ns"]
         laps.ms["stamp to poses"] = (self.get_clock().now().nanoseconds - stamp_ns) / 1e6
@@ -647,6 +725,9 @@ class PoseNode(LifecycleNode):
             laps.lap("overlay")
         self.stage_times.add(laps.ms)
         self._count(stamp_ns, len(objects))
+
+    def _raw_wanted(self) -> bool:
+        return self.params.publish_raw and self.raw_pub.get_subscription_count() > 0
 
     def _tf_subscribed(self) -> bool:
         pub = self.tf_broadcaster.pub_tf if self.tf_broadcaster is not None else self.tf_pub

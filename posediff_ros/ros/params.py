@@ -78,6 +78,10 @@ SEGMENTATIONS = ("mask", "boxes")
 SYNC_POLICIES = ("exact", "approximate")
 # the sampler's parameters: changeable while running (the others are read-only)
 SAMPLER_PARAMS = ("steps", "solver", "w_schedule", "w_max", "num_samples", "init", "seed")
+# tracking's: changeable while running too (applied between frames)
+TRACKING_PARAMS = ("tracking", "smoothing", "warm_start", "warm_t0", "warm_steps",
+                   "track_max_age")
+AUTO_PREFIX = "auto"  # frame_prefix: derived from the node's fully qualified name
 
 
 def _none_if(value, unset):
@@ -123,6 +127,14 @@ class NodeParams:
     slop: float
     queue_size: int
     max_age: float
+    # tracking (tracking/): stable ids, smoothing, warm-started sampling
+    tracking: bool
+    smoothing: bool
+    warm_start: bool
+    warm_t0: float | None  # None: the model's t_start_warm
+    warm_steps: int | None  # None: the tracker's default
+    track_max_age: float
+    publish_raw: bool
     # outputs
     camera_frame: str | None
     target_frame: str | None  # None: outputs in the camera frame
@@ -142,9 +154,10 @@ class NodeParams:
         for name in ("model_path", "solver", "w_schedule", "init", "camera_frame",
                      "target_frame"):
             v[name] = _none_if(v[name], lambda x: x == "")
-        for name in ("threads", "steps", "num_points"):
+        for name in ("threads", "steps", "num_points", "warm_steps"):
             v[name] = _none_if(v[name], lambda x: x == 0)
-        v["w_max"] = _none_if(v["w_max"], lambda x: x < 0)
+        for name in ("w_max", "warm_t0"):
+            v[name] = _none_if(v[name], lambda x: x < 0)
         v["seed"] = _none_if(v["seed"], lambda x: x < 0)
         v["mask_classes"] = parse_class_map(v["mask_classes"])
         v["class_colors"] = parse_palette(v["class_colors"])
@@ -167,6 +180,8 @@ class NodeParams:
         if self.segmentation == "boxes" and self.class_source != "detections":
             raise ValueError("segmentation=boxes takes the classes from the detections: "
                              "class_source must be detections")
+        if self.warm_t0 is not None and not 0.0 < self.warm_t0 <= 1.0:
+            raise ValueError(f"warm_t0 {self.warm_t0} must be in (0, 1] (or -1: the model's)")
         if self.sync not in SYNC_POLICIES:
             raise ValueError(f"sync {self.sync!r} not in {SYNC_POLICIES}")
 
@@ -175,6 +190,14 @@ class NodeParams:
         (None there is a setting of its own: new noise every call)."""
         out = {name: getattr(self, name) for name in SAMPLER_PARAMS}
         return {k: v for k, v in out.items() if v is not None or k == "seed"}
+
+    def tf_prefix(self, node_name: str) -> str:
+        """The object frames' prefix: frame_prefix, or with "auto" the node's fully qualified
+        name (unique in a ROS graph): /cam1/posediff_node -> "cam1/posediff_node/", so two
+        nodes never publish the same child frame with different parents."""
+        if self.frame_prefix != AUTO_PREFIX:
+            return self.frame_prefix
+        return node_name.strip("/") + "/"
 
     @property
     def depth_range(self) -> tuple[float, float]:

@@ -12,8 +12,14 @@ background thread at start and replayed at `rate` Hz with fresh stamps. With `or
 > 0 the camera moves instead: one scene seen from `ring_size` viewpoints on a circle around the
 table, `orbit_step_deg` apart, replayed back and forth once all are rendered (on a static
 scene a frame paired with another frame's mask looks right; on a moving camera it does not).
+
+`sequence` (static | orbit | handheld | pick_place, data/sequences.py) plays a moving sequence
+of `sequence_frames` frames instead, once all are rendered, in order and again from the start;
+ground-truth ids are then the same physical object in every frame (tracking tests, the demo).
+Mask ids are the object ids (a segmenter that tracks) unless `shuffle_mask_ids`.
 """
 
+import dataclasses
 import sys
 import threading
 
@@ -47,6 +53,11 @@ PARAMETERS = {
     "class_names": ([""], "detections name classes like a detector: ['mug:cup', 'can:tin can']"),
     "orbit_step_deg": (0.0, "> 0: one scene, the camera orbiting the table by this many "
                             "degrees per frame; 0: ring_size static scenes"),
+    "sequence": ("", "play a sequence: static | orbit | handheld | pick_place; empty = "
+                     "ring_size scenes (or orbit_step_deg)"),
+    "sequence_frames": (45, "frames of the sequence"),
+    "shuffle_mask_ids": (False, "renumber the masks every frame, like a segmenter that does "
+                                "not track (ground_truth keeps each object's own id)"),
 }
 
 
@@ -102,6 +113,18 @@ def render_orbit(count: int, step_deg: float, seed: int, num_objects: int, width
         R, t = look_at(position, target)
         out.append(render_frame(scene, Camera(scaled_k(width, height), width, height, R, t),
                                 rng))
+
+
+def render_sequence(kind: str, frames: int, seed: int, num_objects: int, rate: float,
+                    width: int, height: int, out: list, stop: threading.Event) -> None:
+    """Render a sequence's frames into `out` one by one; intrinsics scaled to the image."""
+    from posediff_ros.data.sequences import iter_sequence
+
+    for frame in iter_sequence(kind, seed, frames, rate, num_objects or None,
+                               scaled_k(width, height), width, height, with_color=True):
+        if stop.is_set():
+            return
+        out.append(frame)
 
 
 def camera_info(K: np.ndarray, width: int, height: int, header: Header) -> CameraInfo:
@@ -161,7 +184,12 @@ class SyntheticCamera(Node):
         p = {name: self.get_parameter(name).value for name in PARAMETERS}
         if p["rate"] <= 0 or p["ring_size"] < 1 or not 0 <= p["num_objects"] <= 20:
             raise ValueError("need rate > 0, ring_size >= 1, 0 <= num_objects <= 20")
+        from posediff_ros.data.sequences import KINDS
+
+        if p["sequence"] and (p["sequence"] not in KINDS or p["sequence_frames"] < 1):
+            raise ValueError(f"sequence must be one of {KINDS} with sequence_frames >= 1")
         self.frame_id = p["frame_id"]
+        self.shuffle_seed = p["seed"] if p["shuffle_mask_ids"] else None
         self.class_names = dict(e.split(":", 1) for e in p["class_names"] if ":" in e)
         qos = qos_profile_sensor_data
         self.pubs = {
@@ -180,7 +208,12 @@ class SyntheticCamera(Node):
         size = (p["num_objects"], p["width"], p["height"], self.frames, self.stop)
         self.orbit = p["orbit_step_deg"] > 0
         self.ring_size = p["ring_size"]
-        if self.orbit:
+        self.sequence_frames = p["sequence_frames"] if p["sequence"] else 0
+        if p["sequence"]:
+            self.renderer = threading.Thread(target=render_sequence, daemon=True, args=(
+                p["sequence"], p["sequence_frames"], p["seed"], p["num_objects"], p["rate"],
+                *size[1:]))
+        elif self.orbit:
             self.renderer = threading.Thread(target=render_orbit, daemon=True, args=(
                 p["ring_size"], p["orbit_step_deg"], p["seed"], *size))
         else:
@@ -188,24 +221,36 @@ class SyntheticCamera(Node):
                                              args=(p["ring_size"], p["seed"], *size))
         self.renderer.start()
         self.timer = self.create_timer(1.0 / p["rate"], self._tick)
-        self.get_logger().info(f"rendering {p['ring_size']} scenes, publishing at {p['rate']} Hz")
+        what = f"sequence {p['sequence']}" if p["sequence"] else f"{p['ring_size']} scenes"
+        self.get_logger().info(f"rendering {what}, publishing at {p['rate']} Hz")
 
-    def _prepare(self, frame) -> dict:
-        mask = np.where(frame.mask == 255, 0, frame.mask).astype(np.uint8)
+    def _prepare(self, frame, index: int) -> dict:
+        mask, segmented = frame.mask, frame.instances
+        if self.shuffle_seed is not None:  # the same renumbering on every replay of a frame
+            from posediff_ros.data.sequences import shuffle_mask_ids
+
+            mask, identity = shuffle_mask_ids(frame, np.random.default_rng(
+                (self.shuffle_seed, index)))
+            new_id = {old: new for new, old in identity.items()}
+            segmented = [dataclasses.replace(g, instance_id=new_id[g.instance_id])
+                         for g in frame.instances]
+        mask = np.where(mask == 255, 0, mask).astype(np.uint8)
         return {
             "depth": convert.numpy_to_image(frame.depth, "16UC1"),
             "color": convert.numpy_to_image(frame.color, "rgb8"),
             "mask": convert.numpy_to_image(mask, "mono8"),
             # built once per scene; only the headers change per tick
-            "detections": detections_2d(Header(), mask, frame.instances, self.class_names),
+            "detections": detections_2d(Header(), mask, segmented, self.class_names),
             "ground_truth": ground_truth(Header(), frame.instances),
         }
 
     def _tick(self) -> None:
         while len(self.prepared) < len(self.frames):
-            self.prepared.append(self._prepare(self.frames[len(self.prepared)]))
-        if not self.prepared or (self.orbit and len(self.prepared) < self.ring_size):
-            return  # an orbit starts once all its views are there: smooth motion
+            self.prepared.append(self._prepare(self.frames[len(self.prepared)],
+                                               len(self.prepared)))
+        if not self.prepared or (self.orbit and len(self.prepared) < self.ring_size) \
+                or len(self.prepared) < self.sequence_frames:
+            return  # an orbit or a sequence starts once all its frames are there
         n = len(self.prepared)
         if self.orbit and n > 1:  # back and forth along the arc, never a jump
             i = self.index % (2 * n - 2)

@@ -31,6 +31,7 @@ def bucket_of(n: int, buckets=BUCKETS) -> int | None:
 
 class FusedTorchBackend:
     name = "torch-fused"
+    warm_start = False  # fixed graphs without a start-pose input: tracking starts cold
 
     def __init__(self, model, device: str = "cpu", settings: SamplerSettings | None = None,
                  cuda_graphs: bool = False, amp: str | None = None, buckets=BUCKETS):
@@ -88,7 +89,9 @@ class FusedTorchBackend:
         g.replay()
         return tuple(o[:b] for o in out)
 
-    def predict(self, points: np.ndarray, class_ids: np.ndarray) -> PoseBatch:
+    def predict(self, points: np.ndarray, class_ids: np.ndarray, warm=None) -> PoseBatch:
+        if warm is not None:
+            raise ValueError(f"the {self.name} backend has no warm start (torch has)")
         s = self.settings
         if len(points) == 0:
             return empty_batch(s.num_samples)

@@ -53,6 +53,7 @@ def providers_for(device: str, provider: str | None, trt_cache: Path | None) -> 
 
 class OnnxBackend:
     name = "onnxruntime"
+    warm_start = False  # fixed graphs without a start-pose input: tracking starts cold
 
     def __init__(self, model, model_path=None, device: str = "cpu",
                  settings: SamplerSettings | None = None, provider: str | None = None,
@@ -103,7 +104,9 @@ class OnnxBackend:
         self._current = self._sessions[key]
         self.settings = settings
 
-    def predict(self, points: np.ndarray, class_ids: np.ndarray) -> PoseBatch:
+    def predict(self, points: np.ndarray, class_ids: np.ndarray, warm=None) -> PoseBatch:
+        if warm is not None:
+            raise ValueError(f"the {self.name} backend has no warm start (torch has)")
         s = self.settings
         if len(points) == 0:
             return empty_batch(s.num_samples)

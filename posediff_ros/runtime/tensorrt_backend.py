@@ -73,6 +73,7 @@ def build_engine(trt, onnx_path: Path, num_points: int, num_samples: int, max_ob
 
 class TensorRTBackend:
     name = "tensorrt"
+    warm_start = False  # fixed graphs without a start-pose input: tracking starts cold
 
     def __init__(self, model, model_path=None, device: str = "cuda",
                  settings: SamplerSettings | None = None, max_objects: int = 32,
@@ -156,7 +157,9 @@ class TensorRTBackend:
         stream.synchronize()
         return {n: t.float().cpu().numpy() for n, t in outs.items()}
 
-    def predict(self, points: np.ndarray, class_ids: np.ndarray) -> PoseBatch:
+    def predict(self, points: np.ndarray, class_ids: np.ndarray, warm=None) -> PoseBatch:
+        if warm is not None:
+            raise ValueError(f"the {self.name} backend has no warm start (torch has)")
         s = self.settings
         if len(points) == 0:
             return empty_batch(s.num_samples)

@@ -5,9 +5,9 @@ import time
 import numpy as np
 import torch
 
-from ..model.posenet import PoseNet, load_any, pose_to_camera
+from ..model.posenet import PoseNet, load_any, pose_target, pose_to_camera
 from ..model.rotation import rot6d_to_matrix
-from .base import PoseBatch, SamplerSettings
+from .base import PoseBatch, SamplerSettings, WarmStart
 from .postprocess import empty_batch, make_noise, summarise
 
 
@@ -18,6 +18,7 @@ def _sync(device: torch.device) -> None:
 
 class TorchBackend:
     name = "torch"
+    warm_start = True  # predict(..., warm=WarmStart) starts from given poses
 
     def __init__(self, model: PoseNet, device: str | torch.device = "cpu",
                  settings: SamplerSettings | None = None):
@@ -31,8 +32,9 @@ class TorchBackend:
         self.settings = settings
 
     @torch.no_grad()
-    def predict(self, points: np.ndarray, class_ids: np.ndarray) -> PoseBatch:
-        s = self.settings
+    def predict(self, points: np.ndarray, class_ids: np.ndarray,
+                warm: WarmStart | None = None) -> PoseBatch:
+        s = self.settings if warm is None else warm.settings(self.settings)
         if len(points) == 0:
             return empty_batch(s.num_samples)
         timings = {}
@@ -45,7 +47,11 @@ class TorchBackend:
         t1 = time.perf_counter()
         timings["encoder"] = (t1 - t0) * 1e3
         noise = torch.from_numpy(make_noise(s, len(points))).to(self.device)
-        x = self.model.sample_poses(cond, noise, s, reg)
+        start = None
+        if warm is not None:  # the given camera-frame poses in the network's normalised frame
+            start = pose_target(*(torch.as_tensor(np.asarray(a, np.float32), device=self.device)
+                                  for a in (warm.rotation, warm.translation)), centroid, scale)
+        x = self.model.sample_poses(cond, noise, s, reg, start_pose=start)
         rot, trans = pose_to_camera(x, centroid, scale)
         r_reg = rot6d_to_matrix(reg["rot6d"])
         t_reg = centroid + scale[:, None] * reg["offset"]

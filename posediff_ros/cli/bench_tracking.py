@@ -1,0 +1,121 @@
+"""posediff-bench's tracking rows: the model stage of a tracked object (warm start from its
+previous pose, `TrackerConfig.warm_steps` steps from `warm_t0`) against the model's default
+cold start, same objects, same backend, timed alternately in one run so load hits both.
+
+Also what the tracker adds per object (association, camera motion, filter), timed on the
+same objects with the model call excluded.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from posediff_ros.runtime.base import WarmStart
+from posediff_ros.tracking import Observation, Tracker, TrackerConfig
+
+
+def _p50(ms: list[float]) -> float:
+    return float(np.percentile(ms, 50))
+
+
+def tracked_cost(backend, inputs: dict[int, tuple[np.ndarray, np.ndarray]], repeats: int,
+                 warmup: int = 2) -> list[dict]:
+    """Per object count: model-stage ms per object, cold default vs warm, and the tracker's
+    own ms per object. inputs: {objects: (points, class ids)} (bench.frame_points)."""
+    cfg = TrackerConfig()
+    rows = []
+    for b, (pts, cls) in sorted(inputs.items()):
+        cold = backend.predict(pts, cls)  # the previous poses of a track: the cold estimates
+        warm = WarmStart(cold.rotation, cold.translation, cfg.warm_t0, cfg.warm_steps)
+        times: dict[str, list[float]] = {"cold": [], "warm": []}
+        for k in range(warmup + repeats):
+            for name, start in (("cold", None), ("warm", warm)):
+                t0 = time.perf_counter()
+                backend.predict(pts, cls, *([] if start is None else [start]))
+                if k >= warmup:
+                    times[name].append(1e3 * (time.perf_counter() - t0))
+        rows.append({"objects": b, "cold_ms_per_object": _p50(times["cold"]) / b,
+                     "warm_ms_per_object": _p50(times["warm"]) / b,
+                     "ratio": _p50(times["warm"]) / _p50(times["cold"]),
+                     "tracker_ms_per_object": _tracker_ms(pts, cls, cold, repeats) / b,
+                     "cold_steps": backend.settings.steps, "warm_steps": cfg.warm_steps,
+                     "warm_t0": cfg.warm_t0})
+    return rows
+
+
+def _tracker_ms(pts, cls, poses, repeats: int) -> float:
+    """p50 ms of Tracker.step over a frame, the model call replaced by the given poses."""
+    tracker = Tracker()
+    obs = [Observation(k + 1, int(c), p) for k, (p, c) in enumerate(zip(pts, cls, strict=True))]
+    ms = []
+    for k in range(repeats + 2):
+        t0 = time.perf_counter()
+        tracker.step(obs, lambda p, c, w: poses, stamp=k / 15)
+        if k >= 2:
+            ms.append(1e3 * (time.perf_counter() - t0))
+    return _p50(ms)
+
+
+def markdown(rows: list[dict], backend: str) -> list[str]:
+    if not rows:
+        return []
+    r0 = rows[0]
+    lines = ["", f"Tracked objects ({backend} backend; posediff_node with tracking on): the model "
+             f"stage of a warm start ({r0['warm_steps']} steps from t0 {r0['warm_t0']:g}, from "
+             f"the previous pose) against the default cold start ({r0['cold_steps']} steps), "
+             "ms per object (p50), and the tracker's own work per object (association, camera "
+             "motion, filter):", "",
+             "| objects | cold ms/object | warm ms/object | warm / cold | tracker ms/object |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['objects']} | {r['cold_ms_per_object']:.2f} | "
+                     f"{r['warm_ms_per_object']:.2f} | {r['ratio']:.2f} | "
+                     f"{r['tracker_ms_per_object']:.2f} |")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Only these rows (posediff-bench includes them in its full run):
+    python -m posediff_ros.cli.bench_tracking [--model M] [--objects 1,3,6] [--json PATH]"""
+    import argparse
+    import json
+    import os
+    from pathlib import Path
+
+    import torch
+
+    from posediff_ros.data.points import frame_objects
+    from posediff_ros.data.synthetic import render_scene
+    from posediff_ros.runtime import DEFAULT_MODEL, load_backend
+
+    ap = argparse.ArgumentParser(prog="python -m posediff_ros.cli.bench_tracking")
+    ap.add_argument("--model", default=str(DEFAULT_MODEL))
+    ap.add_argument("--objects", default="1,3,6")
+    ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    backend = load_backend("torch", args.model)
+    rng = np.random.default_rng(0)
+    frame = render_scene(rng, num_objects=6)  # a tabletop like posediff-bench's
+    ids = [g.instance_id for g in frame.instances]
+    objs = frame_objects(frame.depth, frame.mask, frame.K, ids, backend.num_points, rng)
+    classes = {g.instance_id: g.class_id for g in frame.instances}
+    inputs = {}
+    for b in (int(x) for x in args.objects.split(",")):
+        pick = np.arange(b) % len(objs.ids)  # more objects than the frame shows: reused
+        inputs[b] = (objs.points[pick], np.array([classes[int(i)] for i in objs.ids[pick]]))
+    rows = tracked_cost(backend, inputs, args.repeats)
+    print("\n".join(markdown(rows, "torch")))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"model": args.model, "threads": args.threads,
+                                               "load_avg": list(os.getloadavg()),
+                                               "rows": rows}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

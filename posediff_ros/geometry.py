@@ -308,30 +308,23 @@ def grouped_outlier_mask(
     radius_k: float = 3.0,
     min_radius: float = 0.03,
     probe: int = OUTLIER_PROBE,
-    reference: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Bool (N,) keep-mask of `trim_outliers` for many objects at once: `points` (N, 3) holds
     them one after the other, counts[b] points each. The medians come from at most `probe`
     points per object spread evenly over its points (all of them for smaller objects), laid
     out as rows of a (B, probe) array padded with +inf, so each median is one sort for all
-    objects; the thresholds then apply to every point. `reference` (points, counts) of the
-    same objects: estimate the thresholds from those instead (a random subset of an object
-    is trimmed with the thresholds of the whole object: a median of 256 random points
-    varies enough to cut off object parts, one of points spread evenly over the image rows
-    does not)."""
+    objects; the thresholds then apply to every point."""
     p = np.asarray(points, dtype=np.float64)
     counts = np.asarray(counts, dtype=np.int64)
     if len(p) == 0:
         return np.zeros(0, dtype=bool)
-    ref, ref_counts = (p, counts) if reference is None else (
-        np.asarray(reference[0], dtype=np.float64), np.asarray(reference[1], dtype=np.int64))
     B = len(counts)
-    starts = np.cumsum(ref_counts) - ref_counts
-    k = np.minimum(ref_counts, probe)
+    starts = np.cumsum(counts) - counts
+    k = np.minimum(counts, probe)
     j = np.arange(k.max())
     present = j < k[:, None]
-    spread = starts[:, None] + j * ref_counts[:, None] // np.maximum(k, 1)[:, None]
-    rows = ref[np.where(present, spread, 0)]  # (B, M, 3)
+    spread = starts[:, None] + j * counts[:, None] // np.maximum(k, 1)[:, None]
+    rows = p[np.where(present, spread, 0)]  # (B, M, 3)
     z_med = _medians(np.where(present, rows[..., 2], np.inf), k)
     dev = np.where(present, np.abs(rows[..., 2] - z_med[:, None]), np.inf)
     band = np.maximum(depth_k * 1.4826 * _medians(dev, k), min_depth_band)

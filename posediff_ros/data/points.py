@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from posediff_ros.geometry import OUTLIER_PROBE, grouped_outlier_mask
+from posediff_ros.geometry import grouped_outlier_mask
 
 CANDIDATES_PER_POINT = 4  # an object's trimming looks at <= 4 x n_points of its pixels
 
@@ -128,13 +128,9 @@ def extract_objects(
     Only a uniform random subset of at most 4 x max(n_points, min_points) valid pixels of an
     object is back-projected and trimmed (all of them for smaller objects): the n points are
     then a uniform sample of the trimmed object as before, at a cost that does not grow with
-    the object's size. The trimming thresholds come from <= 256 pixels spread evenly over ALL
-    the object's valid pixels (raster order), not from the random subset: medians of random
-    subsets vary enough to cut off parts of the object now and then, which cost ~1.5 points
-    of 5 degree accuracy on the test split (docs/BENCHMARKS.md). The rule keeps at least a
-    quarter of the points its medians are taken over (half inside the depth band, half of
-    those inside the radius), so the subset yields n distinct points (completed with
-    repeats, as for small objects, if it ever does not)."""
+    the object's size. The rule keeps at least a quarter of the points its medians are taken
+    over (half inside the depth band, half of those inside the radius), so the subset yields
+    n distinct points (completed with repeats, as for small objects, if it ever does not)."""
     ids = np.asarray(ids, dtype=np.int64)
     first, num_valid, num_mask = pixels.lookup(ids)
     cap = CANDIDATES_PER_POINT * max(n_points, min_points)
@@ -143,13 +139,7 @@ def extract_objects(
     counts = np.array([len(c) for c in seen], dtype=np.int64)
     at = pixels.valid[np.concatenate(seen)] if seen else np.zeros(0, dtype=np.int64)
     xyz = _backproject(pixels, at, K)
-    keep = np.ones(len(at), dtype=bool)
-    if trim and len(at):  # thresholds from points spread evenly over ALL the object's pixels
-        k = np.minimum(num_valid, OUTLIER_PROBE).tolist()
-        probe = [s + np.arange(m) * n // max(m, 1)
-                 for s, n, m in zip(first.tolist(), num_valid.tolist(), k, strict=True)]
-        reference = _backproject(pixels, pixels.valid[np.concatenate(probe)], K)
-        keep = grouped_outlier_mask(xyz, counts, reference=(reference, [len(q) for q in probe]))
+    keep = grouped_outlier_mask(xyz, counts) if trim else np.ones(len(at), dtype=bool)
     group = np.repeat(np.arange(len(ids)), counts)
     num_kept = np.bincount(group[keep], minlength=len(ids))
     kept = np.flatnonzero(keep)

@@ -94,9 +94,9 @@ def _frame(rng):
 
 
 def test_objects_keep_the_rules_points():
-    """Below the candidate cap every valid pixel is examined: the kept set is the reference
-    rule's, point for point (n_points larger than the set, so all of it is drawn). The
-    thresholds come from <= 256 points spread over each object; the wall is far outside them."""
+    """Every valid pixel is examined: the kept set is the reference rule's, point for point
+    (n_points larger than the set, so all of it is drawn). The thresholds come from <= 256
+    points spread over each object; the wall is far outside them."""
     depth, mask = _frame(np.random.default_rng(1))
     for inst in (1, 2, 3):
         ref = _reference_points(depth, mask == inst, REAL275_K)
@@ -109,7 +109,7 @@ def test_objects_keep_the_rules_points():
 def test_all_objects_at_once_equal_one_at_a_time():
     """One call for the frame == one call per object with the same random stream (no
     object's points mixed into another's), also with repeated ids and uint16 millimetres.
-    (Objects below the candidate cap 4 x 256, so the draws come in the same order.)"""
+    (The draws come in the same order: one sample per object, in the order asked.)"""
     from posediff_ros.data.points import ObjectPixels, extract_objects
 
     depth, mask = _frame(np.random.default_rng(2))
@@ -131,9 +131,9 @@ def test_all_objects_at_once_equal_one_at_a_time():
 
 
 def test_large_object_sample_is_uniform_over_the_whole_object():
-    """A 100x200-pixel object is seen through <= 4 n random pixels: the n points must still
-    cover it uniformly (not the first rows, not one corner). Over 40 draws of 64 points the
-    share in the left half is binomial(2560, 0.5): 0.5 +- 0.05 is > 5 standard deviations."""
+    """A 100x200-pixel object: the n points must cover it uniformly (not the first rows, not
+    one corner). Over 40 draws of 64 points the share in the left half is binomial(2560,
+    0.5): 0.5 +- 0.05 is > 5 standard deviations."""
     depth, mask = _frame(np.random.default_rng(3))
     rng = np.random.default_rng(0)
     pts = np.concatenate([object_points(depth, mask == 4, REAL275_K, 64, rng).points

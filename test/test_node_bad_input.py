@@ -90,7 +90,9 @@ def test_bad_inputs_are_logged_and_survived(node_process, rclpy_context):
     node.destroy_node()
 
     node_process.send_signal(2)
-    out, _ = node_process.communicate(timeout=10)
+    # the exit itself is tested elsewhere (test_shutdown): here only its log; a loaded
+    # machine takes seconds to tear down an interpreter that holds torch
+    out, _ = node_process.communicate(timeout=30)
     for expected in ("no camera_info received yet",
                      "depth image rejected: depth encoding 'mono8'",
                      "size mismatch: depth (160, 120) vs mask (160, 110)",

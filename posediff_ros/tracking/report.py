@@ -1,6 +1,6 @@
 """Sections of docs/RESULTS.md from docs/results/tracking*.json (posediff-eval --sequence
---results; one section per file) and docs/results/covariance_calibration.json (posediff-calibrate); listed in
-cli/results_report.SECTIONS (`posediff-results report`)."""
+--results; one section per file) and docs/results/covariance_calibration.json
+(posediff-calibrate); listed in cli/results_report.SECTIONS (`posediff-results report`)."""
 
 from __future__ import annotations
 

@@ -175,10 +175,18 @@ def test_malformed_stream_never_takes_the_node_down(node_process, rclpy_context)
     assert valid_frame_answered(), "no answer to a valid frame before the stream"
     cases = malformed_cases()
     rounds, sent, answered = 4, 0, 0
-    for _ in range(rounds):
+    for round_ in range(rounds):
         for i, (name, kwargs) in enumerate(cases.items()):
-            send(**kwargs)
+            stamp_ns = send(**kwargs)
             sent += 1
+            if round_ == 0:
+                # the worker answers the newest complete frame and skips older ones while busy
+                # (a loaded machine): in the first round, let each case reach the worker, so
+                # that every kind is logged; a rejected frame is answered with an empty array,
+                # cases the pairing drops (late, never synced) are not answered at all
+                end = time.monotonic() + 3
+                while stamp_ns not in results and time.monotonic() < end:
+                    spin(0.05)
             if i % 7 == 6:
                 assert node_process.poll() is None, f"the node died after {name!r}"
                 answered += valid_frame_answered()
@@ -198,7 +206,7 @@ def test_malformed_stream_never_takes_the_node_down(node_process, rclpy_context)
     node.destroy_node()
 
     node_process.send_signal(signal.SIGINT)
-    out, _ = node_process.communicate(timeout=15)
+    out, _ = node_process.communicate(timeout=30)  # a loaded machine exits slowly
     assert node_process.returncode == 0, out
     assert "Traceback" not in out, out
     for expected in ("depth encoding 'xyz' not in",

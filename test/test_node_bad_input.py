@@ -68,7 +68,8 @@ def test_bad_inputs_are_logged_and_survived(node_process, rclpy_context):
         mask_pub.publish(numpy_to_image(mask, mask_enc, header=mask_header))
         spin(0.4)
 
-    send(good_depth, "16UC1", good_mask, "mono8", info=False)  # no camera_info yet
+    for _ in range(3):  # no camera_info yet; a first message can be lost to DDS matching
+        send(good_depth, "16UC1", good_mask, "mono8", info=False)
     send(good_depth.astype(np.uint8), "mono8", good_mask, "mono8")  # depth in a mask encoding
     send(good_depth, "16UC1", good_mask[:-10], "mono8")  # size mismatch
     send(good_depth, "16UC1", np.zeros_like(good_mask), "mono8")  # no objects
@@ -90,7 +91,9 @@ def test_bad_inputs_are_logged_and_survived(node_process, rclpy_context):
     node.destroy_node()
 
     node_process.send_signal(2)
-    out, _ = node_process.communicate(timeout=10)
+    # the exit itself is tested elsewhere (test_shutdown): here only its log; a loaded
+    # machine takes seconds to tear down an interpreter that holds torch
+    out, _ = node_process.communicate(timeout=30)
     for expected in ("no camera_info received yet",
                      "depth image rejected: depth encoding 'mono8'",
                      "size mismatch: depth (160, 120) vs mask (160, 110)",

@@ -124,8 +124,9 @@ def test_detections_and_tf_cross_processes(rclpy_context):
         np.testing.assert_array_equal(np.reshape(hyp.pose.covariance, (6, 6)), covariance(inst))
 
     transforms = {t.child_frame_id: t for t in got_tf[-1].transforms}
-    assert set(transforms) == {"posediff/mug_0", "posediff/bottle_0", "posediff/mug_1"}
-    for inst, child in ((3, "posediff/mug_0"), (7, "posediff/bottle_0"), (9, "posediff/mug_1")):
+    # <prefix><class>_<id>: the frame follows the object's id (issue 14), not a class count
+    assert set(transforms) == {"posediff/mug_3", "posediff/bottle_7", "posediff/mug_9"}
+    for inst, child in ((3, "posediff/mug_3"), (7, "posediff/bottle_7"), (9, "posediff/mug_9")):
         tf = transforms[child].transform
         assert transforms[child].header.frame_id == "camera_color_optical_frame"
         _, R, t_got, _ = decoded[inst]

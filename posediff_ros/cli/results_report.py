@@ -396,7 +396,8 @@ SECTIONS: list[tuple[str, Callable[[dict], list[str]]]] = [
     ("hypotheses.json", hypotheses_section),
     ("segmentation.json", segmentation_section),
     ("splits.json", splits_section),
-    ("tracking.json", tracking_section),
+    ("tracking.json", tracking_section),  # sequences of the current generator
+    ("tracking_synthetic1.json", tracking_section),  # the previous generator's renders
     ("covariance_calibration.json", calibration_section),
 ]
 

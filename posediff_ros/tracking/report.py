@@ -1,6 +1,6 @@
-"""Sections of docs/RESULTS.md from docs/results/tracking.json (posediff-eval --sequence
---results) and docs/results/covariance_calibration.json (posediff-calibrate); listed in
-cli/results_report.SECTIONS (`posediff-results report`)."""
+"""Sections of docs/RESULTS.md from docs/results/tracking*.json (posediff-eval --sequence
+--results; one section per file) and docs/results/covariance_calibration.json
+(posediff-calibrate); listed in cli/results_report.SECTIONS (`posediff-results report`)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def _f(v, digits: int = 1) -> str:
 
 def tracking_section(data: dict) -> list[str]:
     info, results = data["info"], data["results"]
-    lines = ["## Tracking vs per-frame estimation (image sequences)", "",
+    lines = [f"## Tracking vs per-frame estimation (image sequences: {info['sequences']})", "",
              f"`{info['command']}`: {info['sequences']}; mask ids {info['mask ids']} (the "
              "segmenter renumbers its masks every frame, so ids come from the tracker alone); "
              f"{info['environment']}.", "",

@@ -213,7 +213,7 @@ def test_grouped_outlier_mask_equals_the_rule_per_object():
     """Many objects in one call == the rule written with np.median, object by object (a probe
     as large as the objects: exact medians). Spreads of 5-40 cm put the thresholds on the MAD
     and median-distance terms (not the 3 cm floors); odd/even/one-point objects exercise the
-    median's middle elements. The default probe (256 points spread over an object) gives the
+    median's middle elements. The default probe (1024 points spread over an object) gives the
     same cut here: the thresholds it estimates lie between the clusters."""
     rng = np.random.default_rng(11)
     counts = np.array([1, 2, 7, 64, 65, 300])

@@ -95,7 +95,7 @@ def _frame(rng):
 
 def test_objects_keep_the_rules_points():
     """Every valid pixel is examined: the kept set is the reference rule's, point for point
-    (n_points larger than the set, so all of it is drawn). The thresholds come from <= 256
+    (n_points larger than the set, so all of it is drawn). The thresholds come from <= 1024
     points spread over each object; the wall is far outside them."""
     depth, mask = _frame(np.random.default_rng(1))
     for inst in (1, 2, 3):

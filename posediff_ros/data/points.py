@@ -124,12 +124,13 @@ def extract_objects(
     Objects with fewer than `min_points` points at any stage are dropped with a reason.
 
     Every valid pixel is back-projected and trimmed (elementwise, all objects together); the
-    trimming thresholds come from <= 256 of them spread evenly over each object (rows of the
-    image), each median one small sort for all objects. Trimming only a random subset of
-    1024 pixels per object instead (and sampling the n points from what it kept) cost 1.6
-    points of 5d2cm and 5d5cm of the bundled model on the test split (6 seeds each; the
-    reason was not found: the pixels' inclusion frequencies were uniform either way), so
-    the cost of back-projection grows with the object's pixels (docs/BENCHMARKS.md)."""
+    trimming thresholds come from <= 1024 of them spread evenly over each object (rows of
+    the image), each median one sort for all objects. Measured on the test split with the
+    bundled model (6 seeds each, docs/BENCHMARKS.md): 256 of them cost 0.6-1.0 points of the
+    5 degree metrics, 1024 are within noise of exact medians; trimming only a random subset
+    of 1024 pixels per object (and sampling the n points from what it kept) cost 1.6 points
+    (the reason was not found: the pixels' inclusion frequencies were uniform either way),
+    so the cost of back-projection grows with the object's pixels."""
     ids = np.asarray(ids, dtype=np.int64)
     first, num_valid, num_mask = pixels.lookup(ids)
     seen = [s + np.arange(n) for s, n in zip(first.tolist(), num_valid.tolist(), strict=True)]

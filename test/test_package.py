@@ -40,6 +40,7 @@ ROSDEP_KEYS = {
     "ros2launch": "ros2launch", "lifecycle_msgs": "lifecycle_msgs",
     "numpy": "python3-numpy", "scipy": "python3-scipy",
     "yaml": "python3-yaml", "PIL": "python3-pil", "tqdm": "python3-tqdm",
+    "threadpoolctl": "python3-threadpoolctl",
     "pytest": "python3-pytest", "hypothesis": "python3-hypothesis",
     "launch_testing": "launch_testing", "sensor_msgs_py": "sensor_msgs_py",
 }

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from posediff_ros.data.nocs import read_coord
 from posediff_ros.data.render import rasterize
 from posediff_ros.data.shapes import aabox, make_shape
 from posediff_ros.data.synthetic import (
@@ -87,7 +88,7 @@ def test_gt_pickle_agrees_with_nocs_map(tmp_path):
         stem = tmp_path / "scene_1" / f"{seed:04d}"
         depth = np.asarray(Image.open(f"{stem}_depth.png"))
         mask = np.asarray(Image.open(f"{stem}_mask.png"))
-        coord = np.asarray(Image.open(f"{stem}_coord.png"))
+        coord = read_coord(f"{stem}_coord.png")  # z stored flipped, as in the NOCS data
         meta = [ln.split() for ln in open(f"{stem}_meta.txt").read().splitlines()]
         with open(tmp_path / "gts" / f"results_scene_1_{seed:04d}.pkl", "rb") as fh:
             gt = pickle.load(fh)
@@ -100,7 +101,7 @@ def test_gt_pickle_agrees_with_nocs_map(tmp_path):
             if sel.sum() < 200:
                 continue
             pts = backproject(depth, sel, REAL275_K).astype(np.float64)
-            nocs = coord[sel].astype(np.float64) / 255.0 - 0.5
+            nocs = coord[sel]
             s, R, t = similarity_transform(nocs, pts)
             RT = gt["gt_RTs"][k]
             s_gt = np.cbrt(np.linalg.det(RT[:3, :3]))

@@ -11,8 +11,15 @@ Layout (Wang et al. 2019; our generator writes the same):
 - gt pickle: gt_class_ids (G,), gt_RTs (G, 4, 4) camera-from-object with the 3x3 block
   s * R (s = NOCS scale, the box diagonal), gt_scales (G, 3) = extents / s,
   gt_handle_visibility (G,), optionally gt_instance_ids (G,) (our generator writes them).
+- coord: NOCS map, RGB = canonical coordinates / NOCS scale + 0.5, the z channel stored as
+  1 - z (every NOCS loader flips it back; our generator writes it the same way).
 Intrinsics: REAL275_K, or CAMERA25_K for paths under a "CAMERA" folder, or an
 `intrinsics.txt` (3x3) in the scene folder or the root, or the K passed in.
+
+Frames without a gt pickle (the REAL275 and CAMERA25 training sets have none) get their poses
+from the NOCS map: a robust Umeyama similarity fit of the map's coordinates to the
+back-projected depth gives s, R, t (as the NOCS authors made their test ground truth); box
+extents = s * the model's unit box from obj_models/, else the map's own extent.
 """
 
 from __future__ import annotations
@@ -27,7 +34,14 @@ import numpy as np
 from PIL import Image
 
 from posediff_ros.categories import BY_ID
-from posediff_ros.geometry import CAMERA25_K, REAL275_K, project, project_to_so3
+from posediff_ros.geometry import (
+    CAMERA25_K,
+    REAL275_K,
+    backproject,
+    project,
+    project_to_so3,
+    similarity_transform,
+)
 
 log = logging.getLogger(__name__)
 
@@ -210,26 +224,8 @@ def list_frames(root: str | Path) -> list[tuple[Path, str]]:
     return sorted((p.parent, p.name[: -len("_meta.txt")]) for p in metas)
 
 
-def load_frame(
-    root: str | Path,
-    scene_dir: Path,
-    frame: str,
-    gt_index: dict[str, Path] | None = None,
-    K: np.ndarray | None = None,
-) -> Frame | None:
-    """One frame with its ground truth; None (logged) when its gt pickle is missing."""
-    root = Path(root)
-    gt_index = _gts_index(root) if gt_index is None else gt_index
-    name = f"{scene_dir.name}/{frame}"
-    gt_path = _find_gt(gt_index, scene_dir, frame)
-    if gt_path is None:
-        log.warning("no ground truth pickle for %s under %s/gts; frame skipped", name, root)
-        return None
-    camera = "CAMERA" in scene_dir.parts
-    K = _frame_K(root, scene_dir, camera, K)
-    depth = read_depth(_find_depth(root, scene_dir, frame, camera))
-    mask = read_mask(scene_dir / f"{frame}_mask.png")
-    meta = read_meta(scene_dir / f"{frame}_meta.txt")
+def _instances_from_gt(gt_path: Path, meta: list[tuple[int, int, str]], mask: np.ndarray,
+                       K: np.ndarray, name: str) -> list[GTInstance]:
     gt = load_gt_pickle(gt_path)
     cids, R, t, sizes, hv = poses_from_gt(gt)
     ids = gt.get("gt_instance_ids")
@@ -246,12 +242,44 @@ def load_frame(
         instances.append(
             GTInstance(iid, int(cids[k]), R[k], t[k], sizes[k], bool(hv[k]), models.get(iid, ""))
         )
+    return instances
+
+
+def load_frame(
+    root: str | Path,
+    scene_dir: Path,
+    frame: str,
+    gt_index: dict[str, Path] | None = None,
+    K: np.ndarray | None = None,
+    poses_from_nocs: bool = True,
+) -> Frame | None:
+    """One frame with its ground truth: from its gt pickle, or (`poses_from_nocs`) fitted to
+    its NOCS map when there is no pickle; None (logged) when it has neither."""
+    root = Path(root)
+    gt_index = _gts_index(root) if gt_index is None else gt_index
+    name = f"{scene_dir.name}/{frame}"
+    gt_path = _find_gt(gt_index, scene_dir, frame)
+    coord_path = scene_dir / f"{frame}_coord.png"
+    if gt_path is None and not (poses_from_nocs and coord_path.is_file()):
+        log.warning("no ground truth pickle for %s under %s/gts%s; frame skipped", name, root,
+                    " and no NOCS map" if poses_from_nocs else "")
+        return None
+    camera = "CAMERA" in scene_dir.parts
+    K = _frame_K(root, scene_dir, camera, K)
+    depth = read_depth(_find_depth(root, scene_dir, frame, camera))
+    mask = read_mask(scene_dir / f"{frame}_mask.png")
+    meta = read_meta(scene_dir / f"{frame}_meta.txt")
+    if gt_path is not None:
+        instances = _instances_from_gt(gt_path, meta, mask, K, name)
+    else:
+        instances = instances_from_nocs(root, read_coord(coord_path), depth, mask, K, meta)
     color = scene_dir / f"{frame}_color.png"
     return Frame(name, depth, mask, K, instances, color if color.is_file() else None)
 
 
 def iter_frames(
-    root: str | Path, max_frames: int | None = None, K: np.ndarray | None = None
+    root: str | Path, max_frames: int | None = None, K: np.ndarray | None = None,
+    poses_from_nocs: bool = True,
 ) -> Iterator[Frame]:
     """Frames of a REAL275 / CAMERA25 / synthetic data set folder, in sorted order."""
     root = Path(root)
@@ -262,7 +290,7 @@ def iter_frames(
     for scene_dir, frame in list_frames(root):
         if max_frames is not None and count >= max_frames:
             return
-        f = load_frame(root, scene_dir, frame, index, K)
+        f = load_frame(root, scene_dir, frame, index, K, poses_from_nocs)
         if f is not None:
             count += 1
             yield f
@@ -277,3 +305,73 @@ def read_model_extents(path: str | Path) -> np.ndarray:
 
 def class_name(cid: int) -> str:
     return BY_ID[cid].name if cid in BY_ID else str(cid)
+
+
+# --- poses from NOCS maps (frames without a gt pickle) ------------------------------------
+
+MIN_NOCS_PIXELS = 64  # fewer mask pixels with depth: no pose fitted (as the NOCS tools)
+
+
+def read_coord(path: Path) -> np.ndarray:
+    """(H, W, 3) float64 canonical coordinates / NOCS scale, in [-0.5, 0.5], from a
+    _coord.png (its z channel is stored as 1 - z)."""
+    c = np.asarray(Image.open(path).convert("RGB"), dtype=np.float64) / 255.0
+    c[..., 2] = 1.0 - c[..., 2]
+    return c - 0.5
+
+
+def fit_nocs_pose(nocs_pts: np.ndarray, points: np.ndarray, rounds: int = 4,
+                  min_points: int = 16) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    """(s, R, t, used) with points ~= s R nocs + t: a Umeyama fit, refitted on the points
+    within max(3 x median residual, 3 mm) of the last fit (flying pixels, edge pixels mixed
+    with the background and depth holes have no NOCS counterpart). For a Gaussian 3-D
+    residual 3 x the median is ~4.6 sigma, so good points are kept."""
+    used = np.ones(len(points), dtype=bool)
+    s, R, t = similarity_transform(nocs_pts, points)
+    for _ in range(rounds):
+        res = np.linalg.norm(points - (s * nocs_pts @ R.T + t), axis=1)
+        keep = res <= max(3.0 * float(np.median(res[used])), 0.003)
+        if keep.sum() < min_points or (keep == used).all():
+            break
+        used = keep
+        s, R, t = similarity_transform(nocs_pts[used], points[used])
+    return s, R, t, used
+
+
+def _model_box(root: Path, model: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(extents, box centre) in NOCS units (box diagonal 1) of a model from obj_models/: <model>.txt
+    (REAL275, ours: extents, any unit) or <synset>/<id>/bbox.txt (CAMERA25: max and min
+    rows, NOCS units); None when there is no such file."""
+    for d in (root, *root.parents[:3]):
+        base = d / "obj_models"
+        if not base.is_dir():
+            continue
+        for p in (base / f"{model}.txt", *base.glob(f"*/{model}.txt"),
+                  *base.glob(f"*/{model}/bbox.txt")):
+            if p.is_file():
+                v = np.loadtxt(p, dtype=np.float64)
+                if v.ndim == 2 and v.shape[0] == 2:
+                    ext, centre = v[0] - v[1], 0.5 * (v[0] + v[1])
+                else:
+                    ext, centre = v.reshape(-1)[:3], np.zeros(3)
+                return ext / np.linalg.norm(ext), centre / np.linalg.norm(ext)
+    return None
+
+
+def instances_from_nocs(root: Path, coord: np.ndarray, depth: np.ndarray, mask: np.ndarray,
+                        K: np.ndarray, meta: list[tuple[int, int, str]]) -> list[GTInstance]:
+    """Ground truth of each meta instance (class > 0) fitted to the NOCS map `coord`
+    (read_coord) and the depth under its mask. Handle visibility is unknown there: True."""
+    instances = []
+    for iid, cid, model in meta:
+        sel = (mask == iid) & (depth > 0)
+        if cid <= 0 or sel.sum() < MIN_NOCS_PIXELS:
+            continue
+        nocs_pts = coord[sel]
+        s, R, t, used = fit_nocs_pose(nocs_pts, backproject(depth, sel, K).astype(np.float64))
+        box = _model_box(Path(root), model)
+        if box is None:  # the visible part's extent about the NOCS origin (the box centre)
+            box = 2.0 * np.abs(nocs_pts[used]).max(axis=0), np.zeros(3)
+        extents, centre = box  # NOCS units
+        instances.append(GTInstance(iid, cid, R, t + s * R @ centre, s * extents, True, model))
+    return instances

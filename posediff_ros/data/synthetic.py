@@ -359,7 +359,10 @@ def write_real275_frame(root: str, scene_name: str, frame_idx: int, frame: Scene
     Image.fromarray(frame.color).save(stem + "_color.png")
     Image.fromarray(frame.depth).save(stem + "_depth.png")  # 16-bit PNG, millimetres
     Image.fromarray(frame.mask).save(stem + "_mask.png")
-    Image.fromarray(frame.coord).save(stem + "_coord.png")
+    coord = frame.coord.copy()  # the NOCS data sets store z as 1 - z (see data/nocs.py)
+    obj = frame.mask != BACKGROUND
+    coord[obj, 2] = 255 - coord[obj, 2]
+    Image.fromarray(coord).save(stem + "_coord.png")
     with open(stem + "_meta.txt", "w") as f:
         for inst in frame.instances:
             name = f"{model_prefix}_{inst.model_name}"

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from posediff_ros.data.nocs import read_coord
 from posediff_ros.data.render import rasterize
 from posediff_ros.data.shapes import aabox, make_shape
 from posediff_ros.data.synthetic import (
@@ -88,7 +87,8 @@ def test_gt_pickle_agrees_with_nocs_map(tmp_path):
         stem = tmp_path / "scene_1" / f"{seed:04d}"
         depth = np.asarray(Image.open(f"{stem}_depth.png"))
         mask = np.asarray(Image.open(f"{stem}_mask.png"))
-        coord = read_coord(f"{stem}_coord.png")  # z stored flipped, as in the NOCS data
+        coord = np.asarray(Image.open(f"{stem}_coord.png")) / 255.0
+        coord[..., 2] = 1.0 - coord[..., 2]  # z is stored flipped: every NOCS loader does this
         meta = [ln.split() for ln in open(f"{stem}_meta.txt").read().splitlines()]
         with open(tmp_path / "gts" / f"results_scene_1_{seed:04d}.pkl", "rb") as fh:
             gt = pickle.load(fh)
@@ -101,7 +101,7 @@ def test_gt_pickle_agrees_with_nocs_map(tmp_path):
             if sel.sum() < 200:
                 continue
             pts = backproject(depth, sel, REAL275_K).astype(np.float64)
-            nocs = coord[sel]
+            nocs = coord[sel] - 0.5
             s, R, t = similarity_transform(nocs, pts)
             RT = gt["gt_RTs"][k]
             s_gt = np.cbrt(np.linalg.det(RT[:3, :3]))

@@ -16,11 +16,11 @@ from PIL import Image
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
+from posediff_ros.cli.cache import main as cache_main
 from posediff_ros.cli.generate import generate
 from posediff_ros.cli.train import TrainConfig
 from posediff_ros.cli.train import main as train_main
 from posediff_ros.data import dataset_cache, nocs
-from posediff_ros.data.cache import main as cache_main
 from posediff_ros.data.cache import shard_path
 from posediff_ros.data.dataset_cache import DatasetCacheSettings, build_dataset_cache
 from posediff_ros.data.housecat6d import HOUSECAT_CLASSES
@@ -245,3 +245,10 @@ def test_fine_tune_the_bundled_model_on_the_mixed_cache(datasets, tmp_path):
     rel = max(float((a[k] - b[k]).norm() / (b[k].norm() + 1e-12)) for k in moved
               if b[k].is_floating_point())
     assert rel < 0.05
+
+
+def test_posediff_cache_without_dataset_builds_generated_objects(tmp_path):
+    cache_main(["--out", str(tmp_path / "g"), "--objects", "3", "--shard-size", "3",
+                "--points", "64", "--workers", "1", "--seed", "5"])
+    meta = json.loads((tmp_path / "g" / "meta.json").read_text())
+    assert meta["num_objects"] == 3 and "dataset_cache" not in meta

@@ -16,6 +16,7 @@ resumable (existing shards are skipped) and repeatable.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import time
@@ -221,3 +222,33 @@ def build_dataset_cache(out_dir: str, cfg: DatasetCacheSettings, workers: int = 
         print(f"{n_data} data set objects + {n_gen} generated in {k} shards "
               f"({time.time() - t0:.1f} s)")
     return meta
+
+
+def main(argv: list[str] | None = None) -> None:
+    """posediff-cache --dataset DIR [--dataset DIR2 ...] --out OUT [options]"""
+    ap = argparse.ArgumentParser(
+        prog="posediff-cache --dataset",
+        description="A training cache from REAL275 / CAMERA25 (NOCS layout) or HouseCat6D "
+                    "folders, mixed with generated objects (npz shards, data/cache.py format).")
+    ap.add_argument("--dataset", action="append", required=True,
+                    help="a data set folder; repeat for several")
+    ap.add_argument("--out", required=True, help="cache directory")
+    ap.add_argument("--generated-fraction", type=float, default=0.0,
+                    help="share of generated objects in the cache, 0 <= f < 1 (0.5: as many "
+                         "generated as data set objects)")
+    ap.add_argument("--seed", type=int, default=0, help="seed base: shard k uses seed + k")
+    ap.add_argument("--frames-per-shard", type=int, default=20)
+    ap.add_argument("--frame-stride", type=int, default=1,
+                    help="every n-th frame (neighbouring video frames are near-duplicates)")
+    ap.add_argument("--max-frames", type=int, default=0, help="per data set (0 = all)")
+    ap.add_argument("--shard-size", type=int, default=500, help="generated objects per shard")
+    ap.add_argument("--points", type=int, default=1024, help="points per object (P)")
+    ap.add_argument("--no-mask-errors", action="store_true",
+                    help="no segmentation-error augmentation of the data sets' masks")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    a = ap.parse_args(argv)
+    cfg = DatasetCacheSettings(tuple(a.dataset), a.generated_fraction, a.seed,
+                               a.frames_per_shard, a.frame_stride, a.max_frames, a.shard_size,
+                               a.points, not a.no_mask_errors)
+    meta = build_dataset_cache(a.out, cfg, a.workers)
+    print(f"{a.out}: {meta['num_objects']} objects in {meta['num_shards']} shards")

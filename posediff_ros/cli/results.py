@@ -7,6 +7,7 @@ JSON (docs/results/), and generate docs/RESULTS.md + plots from those saved file
   posediff-results symmetric --model models/posediff_default.json --test data/cache_test
   posediff-results hypotheses --model models/posediff_default.json --test data/cache_test
   posediff-results splits --models old=OLD.json new=NEW.json --splits ood=data/cache_ood ...
+  posediff-results averaging --model models/posediff_default.json --test data/cache_test
   posediff-results report            # docs/results/*.json -> docs/RESULTS.md, docs/images/*.png
                                      (cli/results_report.py)
 
@@ -318,6 +319,22 @@ def cmd_hypotheses(args) -> None:
               RESULTS / "hypotheses.json")
 
 
+def cmd_averaging(args) -> None:
+    """(f) accuracy vs cost of test-time averaging over point subsets / samples
+    (results_averaging)."""
+    from .results_averaging import measure
+
+    torch.set_num_threads(args.threads)
+    model = load_model(args.model)
+    test = load_test(args.test, args.limit, 10**9, args.test_shards)  # every cached point
+    test.update(points=test["points"].numpy(), class_ids=test["class_ids"].numpy())
+    out = measure(model, test, args.repeats)
+    save_json({"model": str(args.model), "test_cache": test["source"],
+               "test_seeds": test["seeds"], "objects": len(test["class_ids"]), **out,
+               "environment": environment(), **({"note": args.note} if args.note else {})},
+              RESULTS / "averaging.json")
+
+
 # --- training-curve ablation runs --------------------------------------------------------
 
 
@@ -428,6 +445,14 @@ def parser() -> argparse.ArgumentParser:
     h.add_argument("--samples", type=int, default=16, help="samples per object (num_samples)")
     h.add_argument("--top_k", type=int, default=3)
     h.add_argument("--threads", type=int, default=1)
+    a = sub.add_parser("averaging", help="(f) accuracy vs cost of test-time averaging")
+    a.add_argument("--model", default="models/posediff_default.json")
+    a.add_argument("--test", default="data/cache_test")
+    a.add_argument("--test_shards", default="")
+    a.add_argument("--limit", type=int, default=0)
+    a.add_argument("--repeats", type=int, default=5, help="new subsets and noise each")
+    a.add_argument("--threads", type=int, default=1)
+    a.add_argument("--note", default="", help="how the machine was shared (into the report)")
     t = sub.add_parser("tune", help="choose the stored sampler defaults on validation data")
     t.add_argument("--model", default="models/posediff_default.json")
     t.add_argument("--val", default="data/cache_val")
@@ -456,7 +481,7 @@ def parser() -> argparse.ArgumentParser:
 COMMANDS = {"measure": cmd_measure, "evaluate": cmd_measure, "symmetric": cmd_symmetric,
             "tune": cmd_tune, "collect-runs": cmd_collect_runs, "report": cmd_report,
             "hypotheses": cmd_hypotheses, "collect-eval": cmd_collect_eval,
-            "splits": cmd_splits}
+            "splits": cmd_splits, "averaging": cmd_averaging}
 
 
 def main(argv: list[str] | None = None) -> None:

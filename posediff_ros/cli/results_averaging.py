@@ -9,7 +9,7 @@ from its cached points, predicted by the torch backend (the node's default), and
 as the pipeline averages them. Reported: the class-mean 10d5cm and 5d2cm over the repeats
 (mean, min and max: how far two runs can differ), the share of objects whose 10d5cm verdict
 changes between repeats, and the cost per object (batch 1: the K x S predictions and the
-averaging).
+averaging; all settings timed in interleaved rounds).
 """
 
 from __future__ import annotations
@@ -53,16 +53,23 @@ def predict(backend: TorchBackend, points: np.ndarray, class_ids: np.ndarray,
     return np.stack(rot), np.stack(trans), np.stack(size)
 
 
-def cost_ms(backend: TorchBackend, points: np.ndarray, class_ids: np.ndarray,
-            config: AveragingConfig, n: int = 20) -> float:
-    """Median ms for one object (batch 1): subsets, the K x S predictions, the averaging."""
-    times = []
-    for k in range(n + 2):  # the first two warm up
-        i = k % len(points)
-        t0 = time.perf_counter()
-        predict(backend, points[i:i + 1], class_ids[i:i + 1], config, seed=k)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times[2:])
+def costs_ms(backend: TorchBackend, test: dict, settings, rounds: int = 40) -> list[float]:
+    """Median ms for one object (batch 1: subsets, the K x S predictions, the averaging) per
+    setting, measured in interleaved rounds (one object per setting per round), so that the
+    load of a shared machine drifts over all settings alike."""
+    stored, times = backend.settings, [[] for _ in settings]
+    points, cls = test["points"], test["class_ids"]
+    for r in range(rounds + 1):  # round 0 warms up
+        i = r % len(points)
+        for j, (k, s, reject) in enumerate(settings):
+            backend.configure(stored.override(num_samples=s, seed=r))
+            config = AveragingConfig(subsets=k, reject_outliers=reject)
+            t0 = time.perf_counter()
+            predict(backend, points[i:i + 1], cls[i:i + 1], config, seed=r)
+            if r:
+                times[j].append((time.perf_counter() - t0) * 1e3)
+    backend.configure(stored)
+    return [statistics.median(t) for t in times]
 
 
 def setting_row(backend: TorchBackend, test: dict, k: int, s: int, reject: bool,
@@ -81,8 +88,7 @@ def setting_row(backend: TorchBackend, test: dict, k: int, s: int, reject: bool,
         passed.append((err.rot_deg <= 10.0) & (err.trans_cm <= 5.0))
     passed = np.stack(passed)
     row = {"subsets": k, "samples": s, "reject_outliers": reject,
-           "flip_pct": float(100 * (passed.any(0) & ~passed.all(0)).mean()),
-           "ms": cost_ms(backend, points, cls, config)}
+           "flip_pct": float(100 * (passed.any(0) & ~passed.all(0)).mean())}
     for c in COLUMNS:
         row[c] = {"mean": float(np.mean(means[c])), "min": float(np.min(means[c])),
                   "max": float(np.max(means[c])), "runs": means[c]}
@@ -98,6 +104,9 @@ def measure(model, test: dict, repeats: int = 5, settings=SETTINGS) -> dict:
     for k, s, reject in settings:
         backend.configure(stored)
         rows.append(setting_row(backend, test, k, s, reject, repeats))
+    backend.configure(stored)
+    for row, ms in zip(rows, costs_ms(backend, test, settings), strict=True):
+        row["ms"] = ms
     shown = {f: getattr(stored, f) for f in ("steps", "solver", "w_schedule", "w_max", "init")}
     return {"repeats": repeats, "sampler": shown, "num_points": backend.num_points,
             "cached_points": int(test["points"].shape[1]), "rows": rows}

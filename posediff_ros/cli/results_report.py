@@ -422,7 +422,8 @@ def averaging_section(a: dict) -> list[str]:
              "averaged; 'plain mean of all' skips the rejection. Accuracy: class mean, mean "
              "over the repeats [min-max]. Verdict flips: objects within 10d5cm in some "
              "repeats and not in others. ms/object: batch 1 on the CPU (1 thread), subsets + "
-             "predictions + averaging." + (f" {a['note']}" if a.get("note") else ""), "",
+             "predictions + averaging, all settings timed in interleaved rounds (median)."
+             + (f" {a['note']}" if a.get("note") else ""), "",
              "| K subsets | S samples | averaging | 10d5cm | 5d2cm | verdict flips | "
              "ms/object |", "|---|---|---|---|---|---|---|"]
     for r in a["rows"]:

@@ -241,10 +241,13 @@ def test_fine_tune_the_bundled_model_on_the_mixed_cache(datasets, tmp_path):
     a, b = tuned.state_dict(), bundled.state_dict()
     moved = [k for k in a if not np.array_equal(a[k].numpy(), b[k].numpy())]
     assert moved, "fine-tuning changed nothing"
-    # 3 steps at lr 1e-4 (EMA 0.999) stay next to the bundled weights: it started from them
-    rel = max(float((a[k] - b[k]).norm() / (b[k].norm() + 1e-12)) for k in moved
-              if b[k].is_floating_point())
-    assert rel < 0.05
+    # it started from the bundled weights: an AdamW step moves each weight by at most about
+    # lr (|m_hat / sqrt(v_hat)| <= 1 in the first steps; the decay adds lr * 1e-4 * |w|), and
+    # the EMA is a mean of weights along the path, so 3 steps at lr <= 1e-4 stay within
+    # 3e-4 of them (bound 2x). A run from a fresh initialisation differs by ~the weights' rms
+    # (0.002-0.07 in every tensor of the bundled model).
+    step = max(float((a[k] - b[k]).abs().max()) for k in moved if b[k].is_floating_point())
+    assert step < 2 * 3 * 1e-4
 
 
 def test_posediff_cache_without_dataset_builds_generated_objects(tmp_path):

@@ -52,7 +52,14 @@ def test_measure_rows_and_section(test_objects):
         assert 0.0 <= r["flip_pct"] <= 100.0 and r["ms"] > 0
     # the bundled model gets most of these easy generated objects right
     assert rows[0]["10d5cm"]["mean"] > 50.0
-    lines = averaging_section({"objects": 12, "test_cache": "test", **out})
+    split = {"objects": 12, "test_cache": "test", "test_seeds": [2_500_000], **out}
+    lines = averaging_section({"model": "m.json", "model_name": "bundled", "weights_sha256":
+                               "ab" * 32, "environment": {"date_utc": "now"},
+                               "splits": {"a": split, "b": split}})
+    assert "Model: bundled (`m.json`, weights sha256 abababababab)" in lines[2]
+    assert [ln for ln in lines if ln.startswith("**")] == [
+        "**a**: `test`, 12 objects, seeds [2500000]", "**b**: `test`, 12 objects, seeds [2500000]"]
     table = [ln for ln in lines if ln.startswith("| 2 | 2 |")]
-    assert len(table) == 2 and "largest agreeing mode" in table[0] and "plain" in table[1]
-    assert any(ln.startswith("Best here: K = 2 subsets x S = 2 samples") for ln in lines)
+    assert len(table) == 4 and "largest agreeing mode" in table[0] and "plain" in table[1]
+    assert table[0].count("|") == 9  # K, S, averaging, 10d5cm, 5d2cm, camera, flips, ms
+    assert sum(ln.startswith("Best here: K = 2 subsets x S = 2 samples") for ln in lines) == 2

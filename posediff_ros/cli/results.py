@@ -7,7 +7,7 @@ JSON (docs/results/), and generate docs/RESULTS.md + plots from those saved file
   posediff-results symmetric --model models/posediff_default.json --test data/cache_test
   posediff-results hypotheses --model models/posediff_default.json --test data/cache_test
   posediff-results splits --models old=OLD.json new=NEW.json --splits ood=data/cache_ood ...
-  posediff-results averaging --model models/posediff_default.json --test data/cache_test
+  posediff-results averaging --model models/posediff_default.json --splits id=data/cache_test ...
   posediff-results report            # docs/results/*.json -> docs/RESULTS.md, docs/images/*.png
                                      (cli/results_report.py)
 
@@ -320,18 +320,23 @@ def cmd_hypotheses(args) -> None:
 
 
 def cmd_averaging(args) -> None:
-    """(f) accuracy vs cost of test-time averaging over point subsets / samples
-    (results_averaging)."""
+    """(h) accuracy vs cost of test-time averaging over point subsets / samples on each test
+    split (results_averaging): docs/results/averaging.json."""
     from .results_averaging import measure
 
     torch.set_num_threads(args.threads)
     model = load_model(args.model)
-    test = load_test(args.test, args.limit, 10**9, args.test_shards)  # every cached point
-    test.update(points=test["points"].numpy(), class_ids=test["class_ids"].numpy())
-    out = measure(model, test, args.repeats)
-    save_json({"model": str(args.model), "test_cache": test["source"],
-               "test_seeds": test["seeds"], "objects": len(test["class_ids"]), **out,
-               "environment": environment(), **({"note": args.note} if args.note else {})},
+    card = json.loads(Path(args.model).read_text())
+    out = {"model": str(args.model), "model_name": args.model_name or str(args.model),
+           "weights_sha256": card.get("weights_sha256", ""), "splits": {}}
+    for name, path in _named(args.splits).items():
+        test = load_test(path, args.limit, 10**9, args.test_shards)  # every cached point
+        test.update(points=test["points"].numpy(), class_ids=test["class_ids"].numpy())
+        print(f"averaging: {name} ({path}), {len(test['class_ids'])} objects", file=sys.stderr)
+        out["splits"][name] = {"test_cache": test["source"], "test_seeds": test["seeds"],
+                               "objects": len(test["class_ids"]),
+                               **measure(model, test, args.repeats)}
+    save_json({**out, "environment": environment(), **({"note": args.note} if args.note else {})},
               RESULTS / "averaging.json")
 
 
@@ -445,9 +450,11 @@ def parser() -> argparse.ArgumentParser:
     h.add_argument("--samples", type=int, default=16, help="samples per object (num_samples)")
     h.add_argument("--top_k", type=int, default=3)
     h.add_argument("--threads", type=int, default=1)
-    a = sub.add_parser("averaging", help="(f) accuracy vs cost of test-time averaging")
+    a = sub.add_parser("averaging", help="(h) accuracy vs cost of test-time averaging")
     a.add_argument("--model", default="models/posediff_default.json")
-    a.add_argument("--test", default="data/cache_test")
+    a.add_argument("--model_name", default="", help="what the report calls the model")
+    a.add_argument("--splits", nargs="+", default=["test=data/cache_test"],
+                   help="NAME=CACHE test splits, each measured on its own")
     a.add_argument("--test_shards", default="")
     a.add_argument("--limit", type=int, default=0)
     a.add_argument("--repeats", type=int, default=5, help="new subsets and noise each")

@@ -407,30 +407,46 @@ def averaging_verdict(rows: list[dict]) -> str:
             f"{base['flip_pct']:.1f} % -> {best['flip_pct']:.1f} % of the objects.")
 
 
-def averaging_section(a: dict) -> list[str]:
-    """The RESULTS.md section from docs/results/averaging.json."""
-    s = a["sampler"]
-    lines = ["## (h) Test-time averaging: accuracy vs cost", "",
-             f"{a['objects']} test objects ({a['test_cache']}), {a['repeats']} repeats; each "
-             "repeat draws new point subsets and new sampler noise, as two runs of the node "
-             f"on the same objects would. Per object: K subsets of {a['num_points']} points "
-             f"(drawn without replacement from its {a['cached_points']} cached points), each "
-             f"predicted with S samples (sampler {s['solver']}, {s['steps']} steps, "
-             f"{s['w_schedule']} w_max {s['w_max']:g}, init {s['init']}), the K x S "
-             "hypotheses grouped into modes (averaging.py: as hypotheses.py, class "
-             "symmetry), the largest mode kept (ties: the higher agreement score) and "
-             "averaged; 'plain mean of all' skips the rejection. Accuracy: class mean, mean "
-             "over the repeats [min-max]. Verdict flips: objects within 10d5cm in some "
-             "repeats and not in others. ms/object: batch 1 on the CPU (1 thread), subsets + "
-             "predictions + averaging, all settings timed in interleaved rounds (median)."
-             + (f" {a['note']}" if a.get("note") else ""), "",
-             "| K subsets | S samples | averaging | 10d5cm | 5d2cm | verdict flips | "
-             "ms/object |", "|---|---|---|---|---|---|---|"]
-    for r in a["rows"]:
+def _averaging_table(e: dict) -> list[str]:
+    cam = "camera 10d5cm" in e["rows"][0]
+    lines = ["| K subsets | S samples | averaging | 10d5cm | 5d2cm | "
+             + ("camera 10d5cm | " if cam else "") + "verdict flips | ms/object |",
+             "|---" * (7 + cam) + "|"]
+    for r in e["rows"]:
         lines.append(f"| {r['subsets']} | {r['samples']} | {_averaging_label(r)} | "
                      f"{_spread(r['10d5cm'])} | {_spread(r['5d2cm'])} | "
-                     f"{r['flip_pct']:.1f} % | {r['ms']:.1f} |")
-    return lines + ["", averaging_verdict(a["rows"]), ""]
+                     + (f"{_spread(r['camera 10d5cm'])} | " if cam else "")
+                     + f"{r['flip_pct']:.1f} % | {r['ms']:.1f} |")
+    return lines
+
+
+def averaging_section(a: dict) -> list[str]:
+    """The RESULTS.md section from docs/results/averaging.json: one table per test split."""
+    splits = a.get("splits") or {"test": a}  # one split: the format before several
+    first = next(iter(splits.values()))
+    s = first["sampler"]
+    sha = a.get("weights_sha256") or "not recorded"
+    lines = ["## (h) Test-time averaging: accuracy vs cost", "",
+             f"Model: {a.get('model_name', a['model'])} (`{a['model']}`, weights sha256 "
+             f"{sha[:12]}), measured {a['environment']['date_utc']} UTC. "
+             f"{first['repeats']} repeats; each repeat draws new point subsets and new sampler "
+             "noise, as two runs of the node on the same objects would. Per object: K subsets "
+             f"of {first['num_points']} points (drawn without replacement from its "
+             f"{first['cached_points']} cached points), each predicted with S samples (sampler "
+             f"{s['solver']}, {s['steps']} steps, {s['w_schedule']} w_max {s['w_max']:g}, init "
+             f"{s['init']}), the K x S hypotheses grouped into modes (averaging.py: as "
+             "hypotheses.py, class symmetry), the largest mode kept (ties: the higher agreement "
+             "score) and averaged; 'plain mean of all' skips the rejection. The node and "
+             "posediff-eval do this with `subsets` K (`--subsets`). Accuracy: class mean (and "
+             "camera, the hardest class), mean over the repeats [min-max]. Verdict flips: "
+             "objects within 10d5cm in some repeats and not in others. ms/object: batch 1 on "
+             "the CPU (1 thread), subsets + predictions + averaging, all settings timed in "
+             "interleaved rounds (median)." + (f" {a['note']}" if a.get("note") else ""), ""]
+    for name, e in splits.items():
+        lines += [f"**{name}**: `{e['test_cache']}`, {e['objects']} objects, seeds "
+                  f"{e['test_seeds']}", "", *_averaging_table(e), "",
+                  averaging_verdict(e["rows"]), ""]
+    return lines
 
 
 # --- the report ----------------------------------------------------------------------------

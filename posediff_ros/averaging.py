@@ -17,7 +17,8 @@ hypotheses are combined:
    translation, box size and score, and the kept hypotheses' covariance about the mean.
 
 `reject_outliers=False` averages all hypotheses instead (the plain mean, for comparison).
-numpy + scipy, ROS-free; the pipeline calls `average_batch` on the backend's PoseBatch.
+numpy + scipy, ROS-free. The pipeline (node parameter `average_subsets`) and posediff-eval
+(`--subsets`) call `predict_averaged`; docs/RESULTS.md (h) has accuracy vs cost.
 """
 
 from __future__ import annotations
@@ -113,3 +114,19 @@ def average_batch(poses: PoseBatch, class_ids: np.ndarray,
             np.repeat(poses.size[sl], s, axis=0), np.repeat(poses.score[sl], s),
             int(cls), config))
     return out
+
+
+def predict_averaged(predict, points: np.ndarray, class_ids: np.ndarray,
+                     config: AveragingConfig) -> tuple[PoseBatch, list[Averaged]]:
+    """One backend call on (B * K, P, 3) points (object b's K subsets in rows b*K .. b*K+K-1)
+    of B objects of `class_ids` (B,) -> their averaged poses as a PoseBatch of B rows
+    (covariance None: each kept mode's covariance is in its Averaged) and the Averaged list."""
+    if len(class_ids) == 0:
+        z = np.zeros
+        return PoseBatch(z((0, 3, 3)), z((0, 3)), z((0, 3)), z(0)), []
+    poses = predict(points, np.repeat(np.asarray(class_ids, np.int64), config.subsets))
+    averaged = average_batch(poses, class_ids, config)
+    rows = {name: np.stack([getattr(a, name) for a in averaged])
+            for name in ("rotation", "translation", "size")}
+    score = np.array([a.score for a in averaged], np.float64)
+    return PoseBatch(**rows, score=score, timings_ms=dict(poses.timings_ms)), averaged

@@ -6,6 +6,7 @@ offline is what runs on the robot. Input problems are reported as strings (never
 a caller can log them and keep going.
 """
 
+import dataclasses
 import logging
 import threading
 import time
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from posediff_ros.averaging import Averaged, AveragingConfig, predict_averaged
 from posediff_ros.categories import BY_ID
 from posediff_ros.hypotheses import ClusterConfig, Hypothesis, object_hypotheses
 from posediff_ros.runtime.base import Backend, PoseBatch, SamplerSettings
@@ -30,6 +32,20 @@ class PipelineConfig:
     # num_samples > 1: the heaviest modes of each object's samples kept (0 = all)
     max_hypotheses: int = 3
     clusters: ClusterConfig = field(default_factory=ClusterConfig)
+    # test-time averaging (averaging.py): > 1 = K point subsets per object, each with the
+    # sampler's samples, the largest agreeing mode averaged; 1 = off
+    subsets: int = 1
+    reject_outliers: bool = True  # averaging: keep the largest mode (False: mean of all)
+
+    def __post_init__(self):
+        if self.subsets < 1:
+            raise ValueError(f"subsets must be >= 1, got {self.subsets}")
+
+    @property
+    def averaging(self) -> AveragingConfig | None:
+        if self.subsets == 1:
+            return None
+        return AveragingConfig(self.subsets, self.reject_outliers, self.clusters)
 
 
 @dataclass
@@ -41,7 +57,7 @@ class DetectedObject:
     size: np.ndarray  # (3,) box extents, metres
     score: float
     covariance: np.ndarray | None  # (6, 6) or None (single sample)
-    points: np.ndarray  # (P, 3) the points the model saw
+    points: np.ndarray  # (P, 3) the points the model saw (averaging: K x P, its K subsets)
     # num_samples > 1: the modes of the samples, heaviest first; rotation, translation and
     # covariance above are then those of the heaviest mode (the best single pose)
     hypotheses: list[Hypothesis] = field(default_factory=list)
@@ -206,7 +222,7 @@ class Pipeline:
         points = np.stack([p for _, _, p in usable])
         class_ids = np.array([c for _, c, _ in usable], np.int64)
         start = time.perf_counter()
-        poses = self.predict(points, class_ids)
+        poses, averaged = self._predict(points, class_ids)
         result.timings_ms["inference"] = 1e3 * (time.perf_counter() - start)
         result.timings_ms.update({f"backend_{k}": v for k, v in poses.timings_ms.items()})
         for b, (inst, cls, pts) in enumerate(usable):
@@ -219,11 +235,22 @@ class Pipeline:
                 covariance=None if poses.covariance is None or poses.covariance[b, 0, 0] < 0
                 else poses.covariance[b], points=pts,
             ))
-        if poses.samples_rotation is not None:
+        if averaged is not None:
+            self.add_averaged(result.objects, averaged)
+        elif poses.samples_rotation is not None:
             start = time.perf_counter()
             self.add_hypotheses(result.objects, poses)
             result.timings_ms["hypotheses"] = 1e3 * (time.perf_counter() - start)
         return result
+
+    def add_averaged(self, objects: list[DetectedObject], averaged: list[Averaged]) -> None:
+        """When averaging's hypotheses fell into several modes: those modes as the object's
+        hypotheses (the kept one, the object's pose, first; not for the plain mean, whose pose
+        is none of them)."""
+        limit = self.config.max_hypotheses or None
+        for obj, avg in zip(objects, averaged, strict=True):
+            if self.config.reject_outliers and len(avg.hypotheses) > 1:
+                obj.hypotheses = avg.hypotheses[:limit]
 
     def add_hypotheses(self, objects: list[DetectedObject], poses: PoseBatch) -> None:
         """Each object's samples -> its modes; its pose becomes the heaviest mode's."""
@@ -240,17 +267,48 @@ class Pipeline:
     def predict(self, points: np.ndarray, class_ids: np.ndarray, warm=None):
         """The backend's poses with the published covariance (calibrated when a calibration is
         loaded; PoseBatch.covariance None when nothing was estimated for any object, an
-        object without one marked by -1 in its first element, calibration.NOT_ESTIMATED)."""
+        object without one marked by -1 in its first element, calibration.NOT_ESTIMATED).
+        points: (B, P, 3); with averaging (B, K * P, 3), each object's K subsets in turn,
+        as extract() gives them: one pose per object, averaged over its subsets."""
+        return self._predict(points, class_ids, warm)[0]
+
+    def _predict(self, points: np.ndarray, class_ids: np.ndarray, warm=None
+                 ) -> tuple[PoseBatch, list[Averaged] | None]:
+        """predict(), and with averaging each object's Averaged (its modes)."""
         from posediff_ros.calibration import not_estimated
 
-        with self._lock:  # (a backend without warm start need not take the argument)
-            poses = self.backend.predict(points, class_ids, *([] if warm is None else [warm]))
+        averaging = self.config.averaging
+        with self._lock:
+            if averaging is None:
+                poses, averaged = self._backend_predict(points, class_ids, warm), None
+            else:
+                poses, averaged = self._predict_averaged(points, class_ids, warm, averaging)
+        # averaging: a calibration covers single predictions (its per-class prior stands, the
+        # averaged pose is no worse); without one, the kept hypotheses' spread
+        samples = ([a.covariance if self.calibration is None else None for a in averaged]
+                   if averaged is not None else poses.covariance)
         covs = [self._covariance(int(class_ids[b]), poses.rotation[b],
-                                 None if poses.covariance is None else poses.covariance[b])
+                                 None if samples is None else samples[b])
                 for b in range(len(class_ids))]
         poses.covariance = None if all(c is None for c in covs) else np.stack(
             [not_estimated() if c is None else c for c in covs])
-        return poses
+        return poses, averaged
+
+    def _backend_predict(self, points: np.ndarray, class_ids: np.ndarray, warm=None):
+        # (a backend without warm start need not take the argument)
+        return self.backend.predict(points, class_ids, *([] if warm is None else [warm]))
+
+    def _predict_averaged(self, points, class_ids, warm, averaging: AveragingConfig):
+        """(B, K * P, 3) -> one backend call on (B * K, P, 3) rows, averaged per object."""
+        k, n = averaging.subsets, self.backend.num_points
+        if points.shape[1] != k * n:
+            raise ValueError(f"averaging over {k} subsets needs {k} x {n} points per object, "
+                             f"got {points.shape[1]}")
+        if warm is not None:  # each subset starts from its object's prior
+            warm = dataclasses.replace(warm, rotation=np.repeat(warm.rotation, k, axis=0),
+                                       translation=np.repeat(warm.translation, k, axis=0))
+        return predict_averaged(lambda p, c: self._backend_predict(p, c, warm),
+                                points.reshape(-1, n, 3), class_ids, averaging)
 
     def _covariance(self, class_id: int, rotation, sample) -> np.ndarray | None:
         if self.calibration is not None:

@@ -215,3 +215,50 @@ def test_cli_boxes_segmentation_is_recorded(tmp_path):
     d = json.loads((out / "eval.json").read_text())
     assert d["segmentation"] == "boxes" and "2D box" in d["note"]
     assert d["info"]["segmentation"] == "boxes" and d["num_predicted"] == d["num_objects"]
+
+
+class OneSubsetOff:
+    """The oracle's pose for every subset of an object but its second, which is turned 90 deg
+    about the camera's x axis (an outlier as a bad subset gives one); records what it got."""
+
+    def __init__(self, oracle: Oracle, k: int):
+        self.oracle, self.k, self.calls = oracle, k, []
+
+    def __call__(self, points, class_ids):
+        self.calls.append(points.copy())
+        out = self.oracle(points, class_ids)
+        off = np.arange(1, len(points), self.k)
+        out.rotation[off] = axis_angle_to_matrix(np.array([1.0, 0, 0]), np.pi / 2) @ (
+            out.rotation[off])
+        return out
+
+
+@pytest.mark.parametrize("reject,expected", [(True, 100.0), (False, 0.0)])
+def test_subsets_averaged_with_the_outlier_rejected(reject, expected):
+    """--subsets 3: each object's 3 subsets are distinct points of that object in one call;
+    with the agreement rejection the off subset is dropped (all objects right); the plain
+    chordal mean of 2 right + 1 off by 90 deg is off by atan(1/2) = 26.6 deg (all wrong)."""
+    oracle = Oracle()
+    predict = OneSubsetOff(oracle, 3)
+    cfg = EvalConfig(n_points=64, subsets=3, reject_outliers=reject)
+    res = evaluate_frames(oracle.follow(_frames(2)), predict, cfg)
+    assert res.num_predicted == 12 and len(predict.calls) == 2
+    rows = predict.calls[0]
+    assert rows.shape == (18, 64, 3)
+    for b in range(6):
+        a, c = rows[3 * b], rows[3 * b + 1]
+        assert np.linalg.norm(a.mean(0) - c.mean(0)) < 0.02  # the same object ...
+        assert not np.array_equal(a, c)  # ... other points
+    assert res.accuracy_table["mean"]["10d5cm"] == pytest.approx(expected)
+
+
+def test_cli_averaging_with_the_bundled_model_is_recorded(tmp_path):
+    _write_synthetic(tmp_path / "data", 1)
+    out = tmp_path / "out"
+    assert main(["--data", str(tmp_path / "data"), "--out", str(out), "--subsets", "3",
+                 "--samples", "2", "--max-frames", "1"]) == 0
+    d = json.loads((out / "eval.json").read_text())
+    assert d["info"]["averaging"] == ("3 point subsets x 2 samples per object, largest "
+                                      "agreeing mode")
+    assert d["num_predicted"] == d["num_objects"]
+    assert main(["--data", str(tmp_path / "data"), "--subsets", "0"]) == 2

@@ -26,6 +26,7 @@ def test_the_shipped_parameters_leave_the_model_in_charge(values):
     assert p.sampler_overrides() == {"num_samples": 1, "seed": 0}
     assert p.sync_topics == ["depth", "mask", "detections"]
     assert p.depth_range == (0.1, 5.0)
+    assert (p.average_subsets, p.average_reject_outliers) == (1, True)  # averaging off
     with pytest.raises(dataclasses.FrozenInstanceError):
         p.steps = 3
 
@@ -45,6 +46,7 @@ def test_set_values_override_and_minus_one_seed_is_new_noise(values):
     ({"class_source": "parameter"}, "class_source=parameter needs mask_classes"),
     ({"class_source": "color_mask"}, "class_source=color_mask needs class_colors"),
     ({"mask_classes": ["mug"]}, "is not '<mask id>:<class>'"),
+    ({"average_subsets": 0}, "average_subsets 0 must be >= 1"),
 ])
 def test_bad_combinations_are_refused_with_the_reason(values, change, message):
     values.update(change)

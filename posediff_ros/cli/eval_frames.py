@@ -3,11 +3,14 @@ HouseCat6D frames, with ground-truth masks (so it measures pose, not detection).
 
     posediff-eval --data DIR [--model PATH] [--backend torch] [--device cpu] [--legacy-iou]
                   [--out DIR] [--max-frames N] [--segmentation mask|boxes]
+                  [--subsets K] [--samples S] [--no-reject-outliers] [--seed N]
 
 Prints and writes <out>/eval.md and <out>/eval.json: the frame-level NOCS mAP table (per
 class + mean; columns IoU25, IoU50, IoU75, 5d2cm, 5d5cm, 10d2cm, 10d5cm, 10d10cm) and the
 per-object accuracy table, and states which 3D IoU was used (correct / legacy NOCS).
 The core, `evaluate_frames(frames, predict_fn)`, is shared with training and the benchmark.
+`--subsets K` / `--samples S` turn on test-time averaging as the node's `average_subsets` does
+(averaging.py): K point subsets x S samples per object, the largest agreeing mode averaged.
 """
 
 from __future__ import annotations
@@ -55,6 +58,11 @@ class EvalConfig:
     depth_range: tuple[float, float] = (0.1, 3.0)
     seed: int = 0  # point subsampling
     legacy_iou: bool = False
+    # test-time averaging (averaging.py) when subsets > 1 or samples > 1: K point subsets per
+    # object, each with the backend's S samples (samples: its num_samples, set by the caller)
+    subsets: int = 1
+    samples: int = 1
+    reject_outliers: bool = True
     use_iou_matches_for_pose: bool = True  # NOCS/SPD protocol for the pose columns
     segmentation: str = "mask"  # mask: ground-truth masks; boxes: their 2D boxes only
 
@@ -153,16 +161,17 @@ def evaluate_frames(
         n_objects += len(insts)
         mask = frame.mask if cfg.segmentation == "mask" else cut_with_boxes(frame)
         objs = frame_objects(
-            frame.depth, mask, frame.K, list(insts), cfg.n_points, rng,
-            min_points=cfg.min_points, depth_range=cfg.depth_range,
+            frame.depth, mask, frame.K, np.repeat(list(insts), cfg.subsets), cfg.n_points,
+            rng, min_points=cfg.min_points, depth_range=cfg.depth_range,
         )  # fmt: skip
         for iid, why in objs.dropped.items():
             dropped[f"{frame.name}#{iid}"] = why
-        gts = [insts[i] for i in objs.ids.tolist()]
+        ids, points = whole_groups(objs.ids, objs.points, cfg.subsets)
+        gts = [insts[i] for i in ids.tolist()]
         cids = np.array([g.class_id for g in gts], dtype=np.int64)
         if gts:
             t0 = time.perf_counter()
-            pred = predict_fn(objs.points, cids)
+            pred = predict(predict_fn, points, cids, cfg)
             predict_s += time.perf_counter() - t0
         else:
             z = np.zeros
@@ -213,6 +222,28 @@ def evaluate_frames(
     )
 
 
+def whole_groups(ids: np.ndarray, points: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of objects asked for k times each -> (ids (B,), points (B * k, P, 3)) of the
+    objects all of whose k rows came back (an object is dropped by its point count, the same
+    for every subset; this keeps the B x k layout even if one subset ever were not)."""
+    if k == 1:
+        return ids, points
+    keep = [i for i in dict.fromkeys(ids.tolist()) if (ids == i).sum() == k]
+    rows = np.concatenate([np.flatnonzero(ids == i) for i in keep]) if keep else []
+    return np.asarray(keep, np.int64), points[rows]
+
+
+def predict(predict_fn: PredictFn, points: np.ndarray, class_ids: np.ndarray,
+            cfg: EvalConfig) -> PoseBatch:
+    """One pose per object: the backend's, or averaged over subsets x samples."""
+    if cfg.subsets == 1 and cfg.samples == 1:
+        return predict_fn(points, class_ids)
+    from posediff_ros.averaging import AveragingConfig, predict_averaged
+
+    config = AveragingConfig(subsets=cfg.subsets, reject_outliers=cfg.reject_outliers)
+    return predict_averaged(predict_fn, points, class_ids, config)[0]
+
+
 def cut_with_boxes(frame: Frame) -> np.ndarray:
     """The frame's instance mask as box input gives it: each object cut out of the depth
     inside the 2D box of its ground-truth mask (same instance ids, 0 = none)."""
@@ -234,6 +265,13 @@ def load_frames(data: str | Path, max_frames: int | None = None, dataset: str = 
     return nocs.iter_frames(data, max_frames), "nocs"
 
 
+def averaging_info(cfg: EvalConfig) -> str:
+    if cfg.subsets == 1 and cfg.samples == 1:
+        return "off (one subset, one sample per object)"
+    how = "largest agreeing mode" if cfg.reject_outliers else "plain mean of all"
+    return f"{cfg.subsets} point subsets x {cfg.samples} samples per object, {how}"
+
+
 def main(argv: list[str] | None = None) -> int:
     if "--sequence" in (sys.argv[1:] if argv is None else argv):  # tracking on sequences
         from posediff_ros.cli.evaluate_sequence import main as sequence_main
@@ -253,7 +291,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-frames", type=int, default=None)
     ap.add_argument("--dataset", choices=("auto", "nocs", "housecat6d"), default="auto")
     ap.add_argument("--min-points", type=int, default=EvalConfig.min_points)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="point subsets and sampler noise")
+    ap.add_argument("--subsets", type=int, default=1,
+                    help="test-time averaging: K point subsets per object (1 = off)")
+    ap.add_argument("--samples", type=int, default=1,
+                    help="sampler samples per subset (the backend's num_samples)")
+    ap.add_argument("--no-reject-outliers", action="store_true",
+                    help="averaging: the plain mean of all hypotheses, no agreement rejection")
     ap.add_argument("--segmentation", choices=("mask", "boxes"), default="mask",
                     help="mask: cut objects with the ground-truth masks; boxes: with their 2D "
                          "boxes only (the node's segmentation: boxes)")
@@ -270,10 +314,16 @@ def main(argv: list[str] | None = None) -> int:
     if not data.is_dir():
         print(f"posediff-eval: data folder {data} does not exist", file=sys.stderr)
         return 2
+    if args.subsets < 1 or args.samples < 1:
+        print("posediff-eval: --subsets and --samples must be >= 1", file=sys.stderr)
+        return 2
     backend = load_backend(args.backend, model, device=args.device)
+    backend.configure(backend.settings.override(num_samples=args.samples, seed=args.seed))
     frames, kind = load_frames(data, args.max_frames, args.dataset)
     cfg = EvalConfig(n_points=backend.num_points, min_points=args.min_points, seed=args.seed,
-                     legacy_iou=args.legacy_iou, segmentation=args.segmentation)
+                     legacy_iou=args.legacy_iou, segmentation=args.segmentation,
+                     subsets=args.subsets, samples=args.samples,
+                     reject_outliers=not args.no_reject_outliers)
     try:
         from tqdm import tqdm
 
@@ -286,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     res.info = {"data": f"{data} ({kind} layout)", "model": model,
                 "backend": f"{args.backend} on {args.device}", "points per object":
-                str(cfg.n_points), "seed": str(args.seed), "segmentation": args.segmentation}
+                str(cfg.n_points), "seed": str(args.seed), "segmentation": args.segmentation,
+                "averaging": averaging_info(cfg)}
     out = Path(args.out) if args.out else Path("runs") / "eval" / data.resolve().name
     out.mkdir(parents=True, exist_ok=True)
     md = res.to_markdown()

@@ -120,10 +120,18 @@ PARAMETERS = {
                                  "covariances (max_hypotheses)", False,
                                  int_range=(1, 256))),
     "init": ("", _describe("ODE start: noise | regression; empty = the model's", False)),
-    "seed": (0, _describe("sampler noise seed; -1 = random each call", False,
+    "seed": (0, _describe("seed of each frame's sampler noise and point subsets: the same "
+                          "frame gives the same poses; -1 = new ones every frame", False,
                           int_range=(-1, 2**31 - 1))),
     "max_hypotheses": (3, _describe("num_samples > 1: pose modes per object in results[], "
                                     "heaviest first; 0 = all", int_range=(0, 256))),
+    "average_subsets": (1, _describe(
+        "test-time averaging: K > 1 point subsets per object, each predicted (with "
+        "num_samples samples), the largest agreeing mode averaged; steadier poses at about "
+        "K x the model cost (docs/RESULTS.md h); 1 = off", int_range=(1, 64))),
+    "average_reject_outliers": (True, _describe(
+        "averaging: keep only the largest agreeing mode of the K x num_samples poses; false "
+        "= the plain mean of all of them")),
     "num_points": (0, _describe("points per object; 0 = what the model was trained with",
                                 int_range=(0, 100000))),
     "max_objects": (20, _describe("objects per frame at most (first mask ids kept); 0 = all",
@@ -414,7 +422,9 @@ class PoseNode(LifecycleNode):
             raise ValueError(f"num_points {p.num_points} != the model's {backend.num_points}"
                              " (set 0 to use the model's)")
         config = PipelineConfig(min_points=p.min_points, max_objects=p.max_objects,
-                                depth_range=p.depth_range, max_hypotheses=p.max_hypotheses)
+                                depth_range=p.depth_range, max_hypotheses=p.max_hypotheses,
+                                subsets=p.average_subsets,
+                                reject_outliers=p.average_reject_outliers, seed=p.seed)
         from posediff_ros.calibration import load_for_model
 
         calibration = None if path == "random" else load_for_model(path)
@@ -475,6 +485,8 @@ class PoseNode(LifecycleNode):
         except Exception as err:  # noqa: BLE001 - a failed export must not stop the node
             self.get_logger().error(f"sampler settings {settings} not applied: {err}")
             return
+        # one seed for a frame's sampler noise and its point subsets
+        self.pipeline.config = dataclasses.replace(self.pipeline.config, seed=requested.seed)
         changed = {k: getattr(requested, k) for k in SAMPLER_PARAMS + TRACKING_PARAMS
                    if getattr(requested, k) != getattr(self.params, k)}
         self.params = requested

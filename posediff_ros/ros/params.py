@@ -110,6 +110,8 @@ class NodeParams:
     init: str | None
     seed: int | None
     max_hypotheses: int  # num_samples > 1: modes per object published (0 = all)
+    average_subsets: int  # test-time averaging: K point subsets per object (1 = off)
+    average_reject_outliers: bool  # averaging: the largest agreeing mode (False: mean of all)
     # point extraction
     num_points: int | None
     max_objects: int
@@ -184,6 +186,8 @@ class NodeParams:
             raise ValueError(f"warm_t0 {self.warm_t0} must be in (0, 1] (or -1: the model's)")
         if self.sync not in SYNC_POLICIES:
             raise ValueError(f"sync {self.sync!r} not in {SYNC_POLICIES}")
+        if self.average_subsets < 1:
+            raise ValueError(f"average_subsets {self.average_subsets} must be >= 1 (1 = off)")
 
     def sampler_overrides(self) -> dict[str, Any]:
         """The sampler fields set on top of the model's: None ones left out, except the seed

@@ -116,6 +116,18 @@ def average_batch(poses: PoseBatch, class_ids: np.ndarray,
     return out
 
 
+def subset_groups(ids: np.ndarray, points: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Extraction rows of objects asked for k times each (ids repeated k times in a row) ->
+    (ids (B,), points (B * k, P, 3)) of the objects all of whose k rows came back (an object
+    is dropped by its point count, the same for every subset; this keeps the B x k layout
+    even if one subset ever were not)."""
+    if k == 1:
+        return ids, points
+    keep = [i for i in dict.fromkeys(ids.tolist()) if (ids == i).sum() == k]
+    rows = np.concatenate([np.flatnonzero(ids == i) for i in keep]) if keep else []
+    return np.asarray(keep, np.int64), points[rows]
+
+
 def predict_averaged(predict, points: np.ndarray, class_ids: np.ndarray,
                      config: AveragingConfig) -> tuple[PoseBatch, list[Averaged]]:
     """One backend call on (B * K, P, 3) points (object b's K subsets in rows b*K .. b*K+K-1)

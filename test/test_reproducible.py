@@ -61,3 +61,35 @@ def test_same_frame_same_poses_in_any_order_and_process(tmp_path, subsets, num_s
             f"t.child({str(out)!r}, {subsets}, {num_samples})")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=600)
     np.testing.assert_array_equal(np.load(out), first)
+
+
+@pytest.mark.ros
+def test_the_node_answers_a_replayed_frame_with_the_same_poses():
+    """Over real DDS: the synthetic camera replays 2 rendered frames in turn (fresh stamps);
+    the node (bundled model, seed 0, averaging over 3 point subsets) must answer every replay
+    of a frame with the same poses, bit for bit, whatever it processed in between."""
+    from test_node_e2e import BUNDLED
+    from test_node_e2e import Pipeline as CameraAndNode
+
+    if not BUNDLED.exists():
+        pytest.skip("needs the bundled model")
+    pipe = CameraAndNode("", num_objects=3, namespace="repro", rate=2.0,
+                         node_params=("seed:=0", "average_subsets:=3"))
+    try:
+        ok = pipe.wait_frames(8, timeout=120)
+    finally:
+        logs = pipe.close()
+    assert ok, logs
+    c = pipe.collector
+    answers: dict[tuple, list[tuple]] = {}  # replayed frame (its ground truth) -> answers
+    for stamp in c.matched():
+        frame = tuple(round(d.results[0].pose.pose.position.x, 6) for d in
+                      c.truth[stamp].detections)
+        poses = tuple((d.id, p.position.x, p.position.y, p.position.z, p.orientation.x,
+                       p.orientation.y, p.orientation.z, p.orientation.w)
+                      for d in c.poses[stamp].detections for p in [d.results[0].pose.pose])
+        answers.setdefault(frame, []).append(poses)
+    assert len(answers) == 2 and all(len(a) >= 2 for a in answers.values()), (
+        {k: len(a) for k, a in answers.items()}, logs)
+    for a in answers.values():
+        assert a[0] and all(x == a[0] for x in a), a

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from posediff_ros.averaging import subset_groups
 from posediff_ros.data.nocs import Frame
 from posediff_ros.data.points import frame_objects
 from posediff_ros.metrics import COLUMNS, FramePoses, accuracy_table, nocs_map, object_errors
@@ -166,7 +167,7 @@ def evaluate_frames(
         )  # fmt: skip
         for iid, why in objs.dropped.items():
             dropped[f"{frame.name}#{iid}"] = why
-        ids, points = whole_groups(objs.ids, objs.points, cfg.subsets)
+        ids, points = subset_groups(objs.ids, objs.points, cfg.subsets)
         gts = [insts[i] for i in ids.tolist()]
         cids = np.array([g.class_id for g in gts], dtype=np.int64)
         if gts:
@@ -220,17 +221,6 @@ def evaluate_frames(
         predict_ms_per_frame=1e3 * predict_s / max(n_frames, 1),
         segmentation=cfg.segmentation,
     )
-
-
-def whole_groups(ids: np.ndarray, points: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of objects asked for k times each -> (ids (B,), points (B * k, P, 3)) of the
-    objects all of whose k rows came back (an object is dropped by its point count, the same
-    for every subset; this keeps the B x k layout even if one subset ever were not)."""
-    if k == 1:
-        return ids, points
-    keep = [i for i in dict.fromkeys(ids.tolist()) if (ids == i).sum() == k]
-    rows = np.concatenate([np.flatnonzero(ids == i) for i in keep]) if keep else []
-    return np.asarray(keep, np.int64), points[rows]
 
 
 def predict(predict_fn: PredictFn, points: np.ndarray, class_ids: np.ndarray,

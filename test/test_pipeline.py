@@ -88,6 +88,39 @@ def test_several_samples_give_weighted_modes(scene):
     assert all(not o.hypotheses for o in single.process(depth, mask, frame.K, classes).objects)
 
 
+def test_averaging_predicts_k_subsets_of_each_object_in_one_call(scene):
+    """average_subsets K: one backend call on B x K rows, object b's K subsets in rows
+    b*K .. b*K+K-1, each a different draw of that object's points; the object's pose is the
+    average of its K predictions (averaging.py) and its points the first subset."""
+    from posediff_ros.averaging import AveragingConfig, average_batch
+
+    frame, depth, mask, classes = scene
+    backend = load_backend("torch", settings=SamplerSettings(num_samples=1, seed=0))
+    pipeline = Pipeline(backend, PipelineConfig(min_points=30, subsets=4))
+    calls, predict = [], backend.predict
+
+    def recording(points, class_ids):
+        calls.append((points.copy(), np.array(class_ids), predict(points, class_ids)))
+        return calls[-1][2]
+
+    backend.predict = recording
+    result = pipeline.process(depth, mask, frame.K, classes)
+    assert len(calls) == 1 and len(result.objects) >= 2
+    points, class_ids, poses = calls[0]
+    assert points.shape == (4 * len(result.objects), backend.num_points, 3)
+    expected = average_batch(poses, class_ids[::4], AveragingConfig(subsets=4))
+    for b, obj in enumerate(result.objects):
+        rows = points[4 * b:4 * b + 4]
+        assert (class_ids[4 * b:4 * b + 4] == obj.class_id).all()
+        gt = next(g for g in frame.instances if g.instance_id == obj.instance_id)
+        for r in rows:  # the object's own points, ...
+            assert np.linalg.norm(r.mean(0) - gt.translation) < 0.5 * np.linalg.norm(gt.size)
+        assert all(not np.array_equal(rows[0], r) for r in rows[1:])  # ... other draws
+        np.testing.assert_array_equal(obj.points, rows[0])
+        np.testing.assert_allclose(obj.rotation, expected[b].rotation)
+        np.testing.assert_allclose(obj.translation, expected[b].translation)
+
+
 def test_unknown_classes_and_tiny_objects_are_skipped_with_reasons(scene, pipeline):
     frame, depth, mask, classes = scene
     ids = instance_ids(mask, 0)

@@ -88,11 +88,14 @@ def _rot_deg(a, b):
 
 def test_poses_from_nocs_maps_match_the_generator(datasets):
     """Frames without a gt pickle: pose and size fitted to the NOCS map vs the generator's
-    ground truth. Bounds from the arithmetic: the map's 8-bit coordinates are exact to
-    s/510 (<= 0.4 mm for a 20 cm object), the depth noise is a few mm, averaged over >= 500
-    pixels of an object >= 5 cm: rotation ~ 3 mm / (5 cm * sqrt(500)) = 0.15 deg, translation
-    and scale ~ 0.2 mm; so 1 deg, 2 mm and 2 % leave room, and a flipped z channel or an
-    untrimmed fit to edge pixels does not fit in them."""
+    ground truth. The map's 8-bit coordinates are exact to s/510 (<= 0.4 mm for a 20 cm
+    object); the depth is the sensor model's (data/sensor.py): noise correlated over a few
+    pixels and growing with z^2 (steps of ~6 mm at 1.3 m), edge pixels mixed with the
+    background, so it averages down over far fewer than the >= 500 pixels (1/sqrt(N) would
+    give ~0.15 deg, 0.2 mm). Measured over 46 objects of 12 other frames at 0.4-1.4 m: median
+    0.29 deg / 0.22 mm, worst 1.55 deg / 3.0 mm / 2.4 % of size (at 1.33 m); these
+    fixture's at most 0.73 deg / 0.88 mm. Bounds 2 deg, 4 mm, 3 %: a flipped z channel
+    (~470 mm off) or millimetre depth taken as metres is far outside them."""
     real, _, truth = datasets
     frames = [f for f in nocs.iter_frames(real) if f.name.startswith("scene_1/")]
     assert len(frames) == 2
@@ -108,9 +111,9 @@ def test_poses_from_nocs_maps_match_the_generator(datasets):
                 continue
             est = fitted[iid]
             assert est.class_id == gt.class_id and est.handle_visible
-            assert _rot_deg(est.rotation, gt.rotation) < 1.0
-            assert np.linalg.norm(est.translation - gt.translation) < 0.002
-            np.testing.assert_allclose(est.size, gt.size, rtol=0.02)
+            assert _rot_deg(est.rotation, gt.rotation) < 2.0
+            assert np.linalg.norm(est.translation - gt.translation) < 0.004
+            np.testing.assert_allclose(est.size, gt.size, rtol=0.03)
             checked += 1
     assert checked >= 5
 
@@ -191,9 +194,10 @@ def _match(data, b, truth):
     """The ground-truth object whose class and pose a cached object carries."""
     for key, (gt, _) in truth.items():
         same_class = data["class_ids"][b] == gt.class_id
-        if same_class and np.linalg.norm(data["translations"][b] - gt.translation) < 2e-3:
-            if _rot_deg(data["rotations"][b].astype(np.float64), gt.rotation) < 1.0:
-                np.testing.assert_allclose(data["sizes"][b], gt.size, rtol=0.02)
+        # within the NOCS fit's bounds (test_poses_from_nocs_maps_match_the_generator)
+        if same_class and np.linalg.norm(data["translations"][b] - gt.translation) < 4e-3:
+            if _rot_deg(data["rotations"][b].astype(np.float64), gt.rotation) < 2.0:
+                np.testing.assert_allclose(data["sizes"][b], gt.size, rtol=0.03)
                 return key
     return None
 

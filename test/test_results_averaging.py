@@ -56,7 +56,7 @@ def test_measure_rows_and_section(test_objects):
     lines = averaging_section({"model": "m.json", "model_name": "bundled", "weights_sha256":
                                "ab" * 32, "environment": {"date_utc": "now"},
                                "splits": {"a": split, "b": split}})
-    assert "Model: bundled (`m.json`, weights sha256 abababababab)" in lines[2]
+    assert "Model: bundled, `m.json`, weights sha256 abababababab," in lines[2]
     assert [ln for ln in lines if ln.startswith("**")] == [
         "**a**: `test`, 12 objects, seeds [2500000]", "**b**: `test`, 12 objects, seeds [2500000]"]
     table = [ln for ln in lines if ln.startswith("| 2 | 2 |")]

@@ -427,8 +427,8 @@ def averaging_section(a: dict) -> list[str]:
     s = first["sampler"]
     sha = a.get("weights_sha256") or "not recorded"
     lines = ["## (h) Test-time averaging: accuracy vs cost", "",
-             f"Model: {a.get('model_name', a['model'])} (`{a['model']}`, weights sha256 "
-             f"{sha[:12]}), measured {a['environment']['date_utc']} UTC. "
+             f"Model: {a.get('model_name', a['model'])}, `{a['model']}`, weights sha256 "
+             f"{sha[:12]}, measured {a['environment']['date_utc']} UTC. "
              f"{first['repeats']} repeats; each repeat draws new point subsets and new sampler "
              "noise, as two runs of the node on the same objects would. Per object: K subsets "
              f"of {first['num_points']} points (drawn without replacement from its "
@@ -436,8 +436,9 @@ def averaging_section(a: dict) -> list[str]:
              f"{s['solver']}, {s['steps']} steps, {s['w_schedule']} w_max {s['w_max']:g}, init "
              f"{s['init']}), the K x S hypotheses grouped into modes (averaging.py: as "
              "hypotheses.py, class symmetry), the largest mode kept (ties: the higher agreement "
-             "score) and averaged; 'plain mean of all' skips the rejection. The node and "
-             "posediff-eval do this with `subsets` K (`--subsets`). Accuracy: class mean (and "
+             "score) and averaged; 'plain mean of all' skips the rejection. The node does this "
+             "with `average_subsets: K`, posediff-eval with `--subsets K`. Accuracy: class mean "
+             "(and "
              "camera, the hardest class), mean over the repeats [min-max]. Verdict flips: "
              "objects within 10d5cm in some repeats and not in others. ms/object: batch 1 on "
              "the CPU (1 thread), subsets + predictions + averaging, all settings timed in "

@@ -127,8 +127,9 @@ PARAMETERS = {
                                     "heaviest first; 0 = all", int_range=(0, 256))),
     "average_subsets": (1, _describe(
         "test-time averaging: K > 1 point subsets per object, each predicted (with "
-        "num_samples samples), the largest agreeing mode averaged; steadier poses at about "
-        "K x the model cost (docs/RESULTS.md h); 1 = off", int_range=(1, 64))),
+        "num_samples samples), the largest agreeing mode averaged; steadier poses for more "
+        "cost (K = 8: ~2x per object on a CPU, docs/RESULTS.md h); 1 = off",
+        int_range=(1, 64))),
     "average_reject_outliers": (True, _describe(
         "averaging: keep only the largest agreeing mode of the K x num_samples poses; false "
         "= the plain mean of all of them")),

@@ -91,7 +91,7 @@ def test_several_samples_give_weighted_modes(scene):
 def test_averaging_predicts_k_subsets_of_each_object_in_one_call(scene):
     """average_subsets K: one backend call on B x K rows, object b's K subsets in rows
     b*K .. b*K+K-1, each a different draw of that object's points; the object's pose is the
-    average of its K predictions (averaging.py) and its points the first subset."""
+    average of its K predictions (averaging.py) and its points all K subsets."""
     from posediff_ros.averaging import AveragingConfig, average_batch
 
     frame, depth, mask, classes = scene
@@ -107,7 +107,8 @@ def test_averaging_predicts_k_subsets_of_each_object_in_one_call(scene):
     result = pipeline.process(depth, mask, frame.K, classes)
     assert len(calls) == 1 and len(result.objects) >= 2
     points, class_ids, poses = calls[0]
-    assert points.shape == (4 * len(result.objects), backend.num_points, 3)
+    n = backend.num_points
+    assert points.shape == (4 * len(result.objects), n, 3)
     expected = average_batch(poses, class_ids[::4], AveragingConfig(subsets=4))
     for b, obj in enumerate(result.objects):
         rows = points[4 * b:4 * b + 4]
@@ -116,9 +117,19 @@ def test_averaging_predicts_k_subsets_of_each_object_in_one_call(scene):
         for r in rows:  # the object's own points, ...
             assert np.linalg.norm(r.mean(0) - gt.translation) < 0.5 * np.linalg.norm(gt.size)
         assert all(not np.array_equal(rows[0], r) for r in rows[1:])  # ... other draws
-        np.testing.assert_array_equal(obj.points, rows[0])
+        np.testing.assert_array_equal(obj.points, rows.reshape(4 * n, 3))
         np.testing.assert_allclose(obj.rotation, expected[b].rotation)
         np.testing.assert_allclose(obj.translation, expected[b].translation)
+
+
+def test_averaging_refuses_points_that_are_not_k_subsets():
+    """A caller that hands the averaging pipeline one subset per object gets a clear error,
+    not a silent reshape of P points into K subsets of P / K."""
+    backend = load_backend("torch", "random")
+    pipeline = Pipeline(backend, PipelineConfig(subsets=4))
+    pts = np.zeros((2, backend.num_points, 3), np.float32)
+    with pytest.raises(ValueError, match="needs 4 x"):
+        pipeline.predict(pts, np.array([1, 2]))
 
 
 def test_unknown_classes_and_tiny_objects_are_skipped_with_reasons(scene, pipeline):

@@ -121,7 +121,8 @@ PARAMETERS = {
                                  int_range=(1, 256))),
     "init": ("", _describe("ODE start: noise | regression; empty = the model's", False)),
     "seed": (0, _describe("seed of each frame's sampler noise and point subsets: the same "
-                          "frame gives the same poses; -1 = new ones every frame", False,
+                          "frame gives the same estimate (tracking filters it over frames); "
+                          "-1 = new ones every frame", False,
                           int_range=(-1, 2**31 - 1))),
     "max_hypotheses": (3, _describe("num_samples > 1: pose modes per object in results[], "
                                     "heaviest first; 0 = all", int_range=(0, 256))),

@@ -122,6 +122,35 @@ def test_averaging_predicts_k_subsets_of_each_object_in_one_call(scene):
         np.testing.assert_allclose(obj.translation, expected[b].translation)
 
 
+def test_averaging_through_the_tracker_with_warm_starts(scene):
+    """The node's default path (tracking) averages too: the tracker's model calls get K rows
+    per object, a warm start's prior repeated for each of them, and the second frame's
+    warm-started averaged poses stay next to the first frame's cold ones (same frame)."""
+    from posediff_ros.geometry import rotation_error_deg
+    from posediff_ros.tracking import Tracker, TrackerConfig
+
+    frame, depth, mask, classes = scene
+    backend = load_backend("torch", settings=SamplerSettings(num_samples=1, seed=0))
+    pipeline = Pipeline(backend, PipelineConfig(min_points=30, subsets=3))
+    tracker = Tracker(TrackerConfig(warm_start=True, smoothing=False))
+    calls, predict = [], backend.predict
+
+    def recording(points, class_ids, warm=None):
+        calls.append((len(points), None if warm is None else len(warm.rotation)))
+        return predict(points, class_ids, *([] if warm is None else [warm]))
+
+    backend.predict = recording
+    first = pipeline.track(tracker, depth, mask, frame.K, classes, 0, 0.0)
+    second = pipeline.track(tracker, depth, mask, frame.K, classes, 0, 0.1)
+    b = len(first.objects)
+    assert b >= 2 and calls[0] == (3 * b, None)
+    assert (3 * b, 3 * b) in calls[1:], calls  # warm: one prior per subset row
+    for a, c in zip(first.objects, second.objects, strict=True):
+        assert a.instance_id == c.instance_id
+        assert np.linalg.norm(a.translation - c.translation) < 0.01
+        assert rotation_error_deg(a.rotation, c.rotation) < 5.0
+
+
 def test_averaging_refuses_points_that_are_not_k_subsets():
     """A caller that hands the averaging pipeline one subset per object gets a clear error,
     not a silent reshape of P points into K subsets of P / K."""

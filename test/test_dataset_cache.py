@@ -245,6 +245,9 @@ def test_fine_tune_the_bundled_model_on_the_mixed_cache(datasets, tmp_path):
     a, b = tuned.state_dict(), bundled.state_dict()
     moved = [k for k in a if not np.array_equal(a[k].numpy(), b[k].numpy())]
     assert moved, "fine-tuning changed nothing"
+    # it is used like the bundled model: with the sampler tuned for the weights it came from
+    # (not the run's 4-step evaluation sampler, which loses ~30 points of camera 10d5cm)
+    assert tuned.cfg.sampler == bundled.cfg.sampler
     # it started from the bundled weights: an AdamW step moves each weight by at most about
     # lr (|m_hat / sqrt(v_hat)| <= 1 in the first steps; the decay adds lr * 1e-4 * |w|), and
     # the EMA is a mean of weights along the path, so 3 steps at lr <= 1e-4 stay within

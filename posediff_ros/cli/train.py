@@ -32,7 +32,7 @@ import os
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +50,7 @@ from ..model.posenet import (
     load_model,
     pose_target,
     pose_to_camera,
+    read_config,
     save_model,
 )
 from ..model.rotation import canonical_symmetric
@@ -587,6 +588,11 @@ def write_model(run: Run, command: str) -> Path:
             "val_seeds": val.seeds if val is not None else None, "seed": cfg.seed,
             "config": asdict(cfg), "final_eval": run.history[-1] if run.history else {},
             "evals": run.history}
+    if cfg.init:  # fine-tuned: the sampler tuned for the model it started from, not the
+        # run's evaluation sampler (posediff-results tune may choose new ones)
+        sampler = read_config(cfg.init)[0].sampler
+        run.model.cfg = replace(run.model.cfg, sampler=sampler)
+        card["sampler_from"] = cfg.init
     path = save_model(run.model, Path(cfg.out_dir) / "model.json", card)
     print(f"wrote {path}", file=sys.stderr)
     return path

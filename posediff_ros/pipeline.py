@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from posediff_ros.averaging import Averaged, AveragingConfig, predict_averaged
+from posediff_ros.averaging import Averaged, AveragingConfig, predict_averaged, subset_groups
 from posediff_ros.categories import BY_ID
 from posediff_ros.hypotheses import ClusterConfig, Hypothesis, object_hypotheses
 from posediff_ros.runtime.base import Backend, PoseBatch, SamplerSettings
@@ -27,7 +27,7 @@ log = logging.getLogger("posediff_ros.runtime")
 class PipelineConfig:
     min_points: int = 50  # objects with fewer valid depth points are skipped
     depth_range: tuple[float, float] = (0.1, 5.0)  # metres; points outside are dropped
-    seed: int = 0  # point subsampling
+    seed: int | None = 0  # a frame's point subsets come from this alone; None: new ones
     max_objects: int = 0  # objects per frame (first ids kept); 0 = no limit
     # num_samples > 1: the heaviest modes of each object's samples kept (0 = all)
     max_hypotheses: int = 3
@@ -165,7 +165,6 @@ class Pipeline:
         self.backend = backend
         self.config = config or PipelineConfig()
         self.calibration = calibration
-        self.rng = np.random.default_rng(self.config.seed)
         self._lock = threading.Lock()
 
     def configure(self, settings: SamplerSettings) -> None:
@@ -175,8 +174,9 @@ class Pipeline:
     def extract(self, depth: np.ndarray, mask: np.ndarray, K: np.ndarray,
                 classes: dict[int, int], background: int = 0
                 ) -> tuple[list[tuple[int, int, np.ndarray]], list[tuple[int, str]]]:
-        """[(instance, class, points)] of the usable objects, and [(instance, why)] of the rest.
-        One pass over the mask for all objects (data/points.py); depth may be uint16 mm."""
+        """[(instance, class, points (P, 3))] of the usable objects (averaging: (K * P, 3), its
+        K subsets in turn), and [(instance, why)] of the rest. One pass over the mask for all
+        objects (data/points.py); depth may be uint16 mm."""
         usable, skipped, _ = self._extract(depth, mask, K, classes, background)
         return usable, skipped
 
@@ -203,11 +203,16 @@ class Pipeline:
                 skipped.append((inst, f"class id {cls} is not a NOCS class (1..6)"))
             else:
                 wanted.append(inst)
-        found = extract_objects(pixels, K, wanted, self.backend.num_points, self.rng,
+        # a frame's points come from the seed alone, not from the frames before it: the same
+        # frame gives the same points (and, with the sampler's seed, the same poses)
+        rng = np.random.default_rng(self.config.seed)
+        k, n = self.config.subsets, self.backend.num_points  # averaging: each object K times
+        found = extract_objects(pixels, K, np.repeat(wanted, k), n, rng,
                                 min_points=self.config.min_points)
         skipped += list(found.dropped.items())
-        usable = [(inst, classes[inst], pts)
-                  for inst, pts in zip(found.ids.tolist(), found.points, strict=True)]
+        ids, points = subset_groups(found.ids, found.points, k)
+        usable = [(inst, classes[inst], points[b * k:(b + 1) * k].reshape(k * n, 3))
+                  for b, inst in enumerate(ids.tolist())]
         return usable, skipped, pixels
 
     def process(self, depth: np.ndarray, mask: np.ndarray, K: np.ndarray,

@@ -32,7 +32,7 @@ import torch
 
 from ..metrics import accuracy_table, object_errors
 from ..model.baseline import GenPoseBaseline
-from ..model.posenet import PoseNet, load_model, pose_to_camera
+from ..model.posenet import PoseNet, camera_samples_in_batches, load_model, pose_to_camera
 from ..model.rotation import mean_rotation, rot6d_to_matrix
 from ..model.sampler import SamplerSettings
 from .results_report import RESULTS, SELECTION_RULE, report
@@ -95,14 +95,8 @@ def table_of(test: dict, rot, trans, size, n: int | None = None) -> dict:
 @torch.no_grad()
 def sample_batched(model, cond, cent, scale, reg, settings: SamplerSettings, seed=0, batch=512):
     """One pose per object: the sample (num_samples == 1) or the mean of num_samples."""
-    g = torch.Generator().manual_seed(seed)
     rots, transs = [], []
-    for s in range(0, len(cond), batch):
-        sl = slice(s, s + batch)
-        noise = torch.randn(len(cond[sl]), settings.num_samples, 9, generator=g)
-        x = model.sample_poses(cond[sl], noise, settings,
-                               {"rot6d": reg[sl, :6], "offset": reg[sl, 6:]})
-        r, t = pose_to_camera(x, cent[sl], scale[sl])
+    for r, t in camera_samples_in_batches(model, cond, cent, scale, reg, settings, seed, batch):
         rots.append(mean_rotation(r, dim=1)), transs.append(t.mean(1))
     return torch.cat(rots), torch.cat(transs)
 

@@ -21,7 +21,7 @@ import torch
 from ..categories import BY_NAME
 from ..hypotheses import ClusterConfig, object_hypotheses
 from ..metrics import symmetric_mask
-from ..model.posenet import pose_to_camera
+from ..model.posenet import camera_samples_in_batches
 from ..model.rotation import mean_rotation
 from ..model.sampler import SamplerSettings
 
@@ -34,14 +34,8 @@ def sample_all(model, cond, cent, scale, reg, settings: SamplerSettings, seed: i
                batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Every one of settings.num_samples samples: rotations (M, N, 3, 3), translations
     (M, N, 3), float64."""
-    g = torch.Generator().manual_seed(seed)
     rots, transs = [], []
-    for s in range(0, len(cond), batch):
-        sl = slice(s, s + batch)
-        noise = torch.randn(len(cond[sl]), settings.num_samples, 9, generator=g)
-        x = model.sample_poses(cond[sl], noise, settings,
-                               {"rot6d": reg[sl, :6], "offset": reg[sl, 6:]})
-        r, t = pose_to_camera(x, cent[sl], scale[sl])
+    for r, t in camera_samples_in_batches(model, cond, cent, scale, reg, settings, seed, batch):
         rots.append(r.double().numpy()), transs.append(t.double().numpy())
     return np.concatenate(rots), np.concatenate(transs)
 

@@ -129,6 +129,21 @@ def pose_to_camera(x: torch.Tensor, centroid: torch.Tensor, scale: torch.Tensor)
     return rot, trans
 
 
+@torch.no_grad()
+def camera_samples_in_batches(model: PoseNet, cond, cent, scale, reg, settings: SamplerSettings,
+                              seed: int = 0, batch: int = 512):
+    """Yields (rotations (b, N, 3, 3), translations (b, N, 3)), camera frame, for `batch`
+    objects at a time: settings.num_samples samples each from one seeded noise stream; reg
+    (B, 9) the regression poses (rot6d, offset) that init=regression starts from."""
+    g = torch.Generator().manual_seed(seed)
+    for s in range(0, len(cond), batch):
+        sl = slice(s, s + batch)
+        noise = torch.randn(len(cond[sl]), settings.num_samples, 9, generator=g)
+        x = model.sample_poses(cond[sl], noise, settings,
+                               {"rot6d": reg[sl, :6], "offset": reg[sl, 6:]})
+        yield pose_to_camera(x, cent[sl], scale[sl])
+
+
 def pose_target(rot: torch.Tensor, trans: torch.Tensor, centroid, scale) -> torch.Tensor:
     """Ground-truth 9-D pose in the normalised frame."""
     return torch.cat([matrix_to_rot6d(rot), (trans - centroid) / scale[:, None]], dim=-1)

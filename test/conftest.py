@@ -10,6 +10,7 @@ workers uses B .. B + n - 1; give parallel runs bases at least n apart.
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -91,5 +92,18 @@ def stop(proc: subprocess.Popen, timeout: float = 10.0) -> str:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
+        out, _ = proc.communicate()
+    return out or ""
+
+
+def stop_group(proc: subprocess.Popen, timeout: float = 30.0) -> str:
+    """Ctrl-C to a whole process group (a `ros2 launch` started with start_new_session=True
+    and the nodes it started), then collect output; kill the group if it hangs."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
         out, _ = proc.communicate()
     return out or ""

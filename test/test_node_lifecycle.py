@@ -124,12 +124,10 @@ def test_a_failing_configure_says_why_and_stays_unconfigured():
 def test_pose_launch_managed_true_starts_a_lifecycle_node(rclpy_context):
     """`ros2 launch posediff_ros pose.launch.py managed:=true`: the node waits unconfigured
     until a lifecycle client configures and activates it; Ctrl-C ends the launch cleanly."""
-    import os
-    import signal
     import subprocess
 
     import rclpy
-    from conftest import REPO, ros2_cli
+    from conftest import REPO, ros2_cli, stop_group
     from lifecycle_msgs.msg import Transition
     from lifecycle_msgs.srv import ChangeState, GetState
     from rclpy.executors import SingleThreadedExecutor
@@ -162,12 +160,6 @@ def test_pose_launch_managed_true_starts_a_lifecycle_node(rclpy_context):
             states.append(call(get, GetState.Request()).current_state.label)
     finally:
         node.destroy_node()
-        if launch.poll() is None:
-            os.killpg(launch.pid, signal.SIGINT)
-        try:
-            output, _ = launch.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(launch.pid, signal.SIGKILL)
-            output, _ = launch.communicate()
+        output = stop_group(launch)
     assert states == ["unconfigured", "inactive", "active"], output
     assert launch.returncode == 0 and "Traceback" not in output, output

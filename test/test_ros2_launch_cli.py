@@ -6,13 +6,11 @@ Needs the launch stack (ros2launch): the wheelhouse venv or a sourced distro. Th
 set-up has no `ros2 launch`; there the same nodes start from console scripts (test_node_e2e).
 """
 
-import os
-import signal
 import subprocess
 import time
 
 import pytest
-from conftest import REPO, ros2_cli
+from conftest import REPO, ros2_cli, stop_group
 
 pytestmark = [pytest.mark.ros, pytest.mark.ros2launch]
 ROS2 = ros2_cli()
@@ -41,13 +39,7 @@ def test_ros2_launch_by_package_name_publishes_poses(rclpy_context):
             executor.spin_once(timeout_sec=0.2)
     finally:
         node.destroy_node()
-        if launch.poll() is None:
-            os.killpg(launch.pid, signal.SIGINT)
-        try:
-            output, _ = launch.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(launch.pid, signal.SIGKILL)
-            output, _ = launch.communicate()
+        output = stop_group(launch)
     assert len(received) >= 2, f"no poses from the launched nodes; launch output:\n{output}"
     assert "process started with pid" in output
     assert all(d.results[0].hypothesis.class_id for msg in received for d in msg.detections)

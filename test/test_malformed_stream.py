@@ -155,13 +155,16 @@ def test_malformed_stream_never_takes_the_node_down(node_process, rclpy_context)
         spin(0.03)
         return stamp_ns
 
+    def wait_for_answer(stamp_ns: int, seconds: float) -> bool:
+        end = time.monotonic() + seconds
+        while stamp_ns not in results and time.monotonic() < end:
+            spin(0.05)
+        return stamp_ns in results
+
     def valid_frame_answered() -> bool:
         for _ in range(3):  # best-effort transport: a lost message is not the node's fault
             stamp_ns = send()
-            end = time.monotonic() + 5
-            while stamp_ns not in results and time.monotonic() < end:
-                spin(0.05)
-            if stamp_ns in results:
+            if wait_for_answer(stamp_ns, 5):
                 out = results[stamp_ns]
                 assert out.header.frame_id == "cam"
                 assert len(out.detections) == 1, "the valid frame has one object"
@@ -184,9 +187,7 @@ def test_malformed_stream_never_takes_the_node_down(node_process, rclpy_context)
                 # (a loaded machine): in the first round, let each case reach the worker, so
                 # that every kind is logged; a rejected frame is answered with an empty array,
                 # cases the pairing drops (late, never synced) are not answered at all
-                end = time.monotonic() + 3
-                while stamp_ns not in results and time.monotonic() < end:
-                    spin(0.05)
+                wait_for_answer(stamp_ns, 3)
             if i % 7 == 6:
                 assert node_process.poll() is None, f"the node died after {name!r}"
                 answered += valid_frame_answered()

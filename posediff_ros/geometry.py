@@ -9,6 +9,8 @@ numpy only, vectorised over leading batch axes, ROS-free. Conventions:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 # --- intrinsics ---------------------------------------------------------------------------
@@ -294,51 +296,94 @@ OUTLIER_PROBE = 1024  # points per object the outlier thresholds are estimated f
 
 def _medians(values: np.ndarray, count: np.ndarray) -> np.ndarray:
     """Median of the first count[r] entries of each row r of `values` (R, M) once sorted,
-    the other entries being +inf: one sort for all rows."""
+    the other entries being +inf: one sort for all rows (a sort of 1024 numbers costs about
+    what np.partition does once its padding is built, measured)."""
     s = np.sort(values, axis=1)
     r = np.arange(len(s))
     return 0.5 * (s[r, np.maximum(count - 1, 0) // 2] + s[r, np.minimum(count // 2,
                                                                          s.shape[1] - 1)])
 
 
+@dataclass
+class OutlierThresholds:
+    """The two-pass rule of `trim_outliers` for B objects, estimated from probe points: keep
+    a point of object b when |z - z_median[b]| <= band[b] and |p - centre[b]| <= radius[b]."""
+
+    z_median: np.ndarray  # (B,)
+    band: np.ndarray  # (B,)
+    centre: np.ndarray  # (B, 3)
+    radius: np.ndarray  # (B,)
+
+    @classmethod
+    def of(cls, rows: np.ndarray, count: np.ndarray, depth_k: float = 3.0,
+           min_depth_band: float = 0.03, radius_k: float = 3.0, min_radius: float = 0.03
+           ) -> OutlierThresholds:
+        """From probe points laid out as rows (B, M, 3), the first count[b] of row b real (the
+        rest ignored): each median one sort for all objects."""
+        return cls.of_planar(*np.moveaxis(np.asarray(rows, dtype=np.float64), -1, 0), count,
+                             depth_k, min_depth_band, radius_k, min_radius)[0]
+
+    @classmethod
+    def of_planar(cls, x: np.ndarray, y: np.ndarray, z: np.ndarray, count: np.ndarray,
+                  depth_k: float = 3.0, min_depth_band: float = 0.03, radius_k: float = 3.0,
+                  min_radius: float = 0.03) -> tuple[OutlierThresholds, np.ndarray]:
+        """`of` with the probe's coordinates as three (B, M) arrays; also returns the share
+        of each object's probe points that the rule keeps."""
+        count = np.asarray(count, dtype=np.int64)
+        present = np.arange(z.shape[1]) < count[:, None]
+        z_med = _medians(np.where(present, z, np.inf), count)
+        dev = np.where(present, np.abs(z - z_med[:, None]), np.inf)
+        band = np.maximum(depth_k * 1.4826 * _medians(dev, count), min_depth_band)
+        near = dev <= band[:, None]  # the probe points inside the depth band
+        k_near = near.sum(axis=1)
+        centre = _medians(np.where(near, np.concatenate([x, y, z]).reshape(3, *z.shape),
+                                   np.inf).reshape(3 * len(z), -1),
+                          np.tile(k_near, 3)).reshape(3, -1).T
+        d = np.sqrt((x - centre[:, :1]) ** 2 + (y - centre[:, 1:2]) ** 2
+                    + (z - centre[:, 2:]) ** 2)
+        radius = np.maximum(radius_k * _medians(np.where(near, d, np.inf), k_near), min_radius)
+        share = (near & (d <= radius[:, None])).sum(axis=1) / np.maximum(count, 1)
+        return cls(z_med, band, centre, radius), share
+
+    def keep(self, points: np.ndarray, group: np.ndarray) -> np.ndarray:
+        """Bool (N,): which of `points` (N, 3) pass the rule of their object group[i]."""
+        p = np.asarray(points, dtype=np.float64)
+        q = p - self.centre[group]
+        return ((np.abs(p[:, 2] - self.z_median[group]) <= self.band[group])
+                & (np.einsum("ij,ij->i", q, q) <= self.radius[group] ** 2))
+
+
+def probe_positions(counts: np.ndarray, probe: int = OUTLIER_PROBE) -> tuple[np.ndarray,
+                                                                            np.ndarray]:
+    """Where the outlier thresholds are estimated from, for objects laid one after the other
+    (counts[b] points each): (B, M) positions of at most `probe` points spread evenly over
+    each object (all of a smaller one; padded with position 0) and (B,) how many of each row
+    are real."""
+    counts = np.asarray(counts, dtype=np.int64)
+    starts = np.cumsum(counts) - counts
+    k = np.minimum(counts, probe)
+    j = np.arange(k.max() if len(k) else 0)
+    spread = starts[:, None] + j * counts[:, None] // np.maximum(k, 1)[:, None]
+    return np.where(j < k[:, None], spread, 0), k
+
+
 def grouped_outlier_mask(
     points: np.ndarray,
     counts: np.ndarray,
-    depth_k: float = 3.0,
-    min_depth_band: float = 0.03,
-    radius_k: float = 3.0,
-    min_radius: float = 0.03,
     probe: int = OUTLIER_PROBE,
+    **rule: float,
 ) -> np.ndarray:
     """Bool (N,) keep-mask of `trim_outliers` for many objects at once: `points` (N, 3) holds
-    them one after the other, counts[b] points each. The medians come from at most `probe`
-    points per object spread evenly over its points (all of them for smaller objects), laid
-    out as rows of a (B, probe) array padded with +inf, so each median is one sort for all
-    objects; the thresholds then apply to every point."""
+    them one after the other, counts[b] points each. The thresholds come from at most `probe`
+    points per object spread evenly over its points (all of them for smaller objects; see
+    `OutlierThresholds` for the keyword arguments) and then apply to every point."""
     p = np.asarray(points, dtype=np.float64)
     counts = np.asarray(counts, dtype=np.int64)
     if len(p) == 0:
         return np.zeros(0, dtype=bool)
-    B = len(counts)
-    starts = np.cumsum(counts) - counts
-    k = np.minimum(counts, probe)
-    j = np.arange(k.max())
-    present = j < k[:, None]
-    spread = starts[:, None] + j * counts[:, None] // np.maximum(k, 1)[:, None]
-    rows = p[np.where(present, spread, 0)]  # (B, M, 3)
-    z_med = _medians(np.where(present, rows[..., 2], np.inf), k)
-    dev = np.where(present, np.abs(rows[..., 2] - z_med[:, None]), np.inf)
-    band = np.maximum(depth_k * 1.4826 * _medians(dev, k), min_depth_band)
-    near = dev <= band[:, None]  # the probe points inside the depth band
-    k_near = near.sum(axis=1)
-    centre = _medians(np.where(near[:, None, :], rows.transpose(0, 2, 1), np.inf)
-                      .reshape(3 * B, -1), np.repeat(k_near, 3)).reshape(B, 3)
-    d = np.linalg.norm(rows - centre[:, None, :], axis=-1)
-    radius = np.maximum(radius_k * _medians(np.where(near, d, np.inf), k_near), min_radius)
-    group = np.repeat(np.arange(B), counts)
-    q = p - centre[group]
-    return ((np.abs(p[:, 2] - z_med[group]) <= band[group])
-            & (np.einsum("ij,ij->i", q, q) <= radius[group] ** 2))
+    at, k = probe_positions(counts, probe)
+    rule_of = OutlierThresholds.of(p[at], k, **rule)
+    return rule_of.keep(p, np.repeat(np.arange(len(counts)), counts))
 
 
 def outlier_mask(points: np.ndarray, **kwargs: float) -> np.ndarray:

@@ -24,7 +24,8 @@ def test_object_points_fixed_size_in_metres():
     assert res and res.reason == ""
     assert res.points.shape == (256, 3) and res.points.dtype == np.float32
     assert np.allclose(res.points[:, 2], 0.8)
-    assert res.num_valid == 400 and res.num_kept == 400
+    # 256 of 400 pixels are needed: a random subset of them is examined, all kept
+    assert res.num_valid == 400 and 256 <= res.num_kept <= 400
 
 
 def test_object_points_reasons():

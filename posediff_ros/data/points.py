@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from posediff_ros.geometry import grouped_outlier_mask
+from posediff_ros.geometry import OutlierThresholds, probe_positions
 
 
 @dataclass
@@ -97,16 +97,42 @@ class FrameObjects:
     ids: np.ndarray  # (B,) instance ids kept, in the order asked for
     dropped: dict[int, str] = field(default_factory=dict)  # instance id -> reason
     num_valid: np.ndarray | None = None  # per id asked: pixels with depth inside depth_range
-    num_kept: np.ndarray | None = None  # per id asked: kept by the outlier rule (of those seen)
+    # per id asked: kept by the outlier rule of the pixels examined (every valid pixel unless
+    # a random subset of them held enough, extract_objects)
+    num_kept: np.ndarray | None = None
 
 
-def _backproject(pixels: ObjectPixels, at: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """(N, 3) p = z K^-1 [u, v, 1] of the grouped pixels at positions `at` (u = column,
-    v = row), elementwise (no BLAS call, so no math-library threads wake up)."""
+def _backproject_planar(pixels: ObjectPixels, at: np.ndarray, K_inv: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """x, y, z (each shaped as `at`) of p = z K^-1 [u, v, 1] for the grouped pixels at
+    positions `at` (u = column, v = row), elementwise (no BLAS call, so no math-library
+    threads wake up)."""
     v, u = np.divmod(pixels.index[at], pixels.width)
     z = pixels.z[at].astype(np.float64)
-    Ki = np.linalg.inv(np.asarray(K, dtype=np.float64))
-    return np.stack([(Ki[r, 0] * u + Ki[r, 1] * v + Ki[r, 2]) * z for r in range(3)], axis=1)
+    Ki = K_inv
+    return tuple((Ki[r, 0] * u + Ki[r, 1] * v + Ki[r, 2]) * z for r in range(3))
+
+
+def _backproject(pixels: ObjectPixels, at: np.ndarray, K_inv: np.ndarray) -> np.ndarray:
+    """(N, 3) points of the grouped pixels at positions `at` (see `_backproject_planar`)."""
+    return np.stack(_backproject_planar(pixels, at, K_inv), axis=1)
+
+
+# Pixels examined per object: its points over the share of its probe pixels that the outlier
+# rule keeps, times this margin, plus a few; the random subset holds too few kept pixels for
+# about one object in a million (binomial tail), which then has all its pixels examined.
+CANDIDATE_MARGIN = 1.3
+CANDIDATE_EXTRA = 64
+
+
+@dataclass
+class _Draws:
+    """One object's random draws, made before any of its pixels is looked at (so a frame's
+    objects draw in the order asked, whatever their pixels turn out to be)."""
+
+    order: np.ndarray  # positions among its valid pixels, uniformly random order
+    fill: np.ndarray  # n uniform [0, 1) numbers: draws with replacement if too few are kept
+    seed: int  # for a full random order of every pixel, if `order` is a subset that fell short
 
 
 def extract_objects(
@@ -120,41 +146,84 @@ def extract_objects(
 ) -> FrameObjects:
     """Points of the listed objects (an id may repeat): back-project their valid pixels
     (integer pixel coordinates, p = z K^-1 [u, v, 1], as REAL275), trim outliers
-    (geometry.trim_outliers), resample each to `n_points` (as geometry.sample_points).
+    (geometry.trim_outliers), draw `n_points` of the kept ones (without replacement; all of
+    them plus draws with replacement when fewer are kept, as geometry.sample_points).
     Objects with fewer than `min_points` points at any stage are dropped with a reason.
 
-    Every valid pixel is back-projected and trimmed (elementwise, all objects together); the
-    trimming thresholds come from <= 1024 of them spread evenly over each object (rows of
-    the image), each median one sort for all objects. Measured on the test split with the
-    bundled model (6 seeds each, docs/BENCHMARKS.md): 256 of them cost 0.6-1.0 points of the
-    5 degree metrics, 1024 are within noise of exact medians; trimming only a random subset
-    of 1024 pixels per object (and sampling the n points from what it kept) cost 1.6 points
-    (the reason was not found: the pixels' inclusion frequencies were uniform either way),
-    so the cost of back-projection grows with the object's pixels."""
+    The outlier thresholds come from <= 1024 pixels spread evenly over each object (rows of
+    the image; 256 cost 0.6-1.0 points of the 5 degree metrics, docs/BENCHMARKS.md). The n
+    points are then drawn without looking at every pixel: the object's valid pixels are taken
+    in a uniformly random order, the first n of them that the rule keeps are the sample (a
+    uniformly random n-subset of all kept pixels, as drawing n after trimming every pixel),
+    and only as many pixels are examined as the kept share of the probe says is enough (all
+    of them if that falls short). So the cost per object does not grow with its size."""
     ids = np.asarray(ids, dtype=np.int64)
     first, num_valid, num_mask = pixels.lookup(ids)
-    seen = [s + np.arange(n) for s, n in zip(first.tolist(), num_valid.tolist(), strict=True)]
-    counts = np.array([len(c) for c in seen], dtype=np.int64)
-    at = pixels.valid[np.concatenate(seen)] if seen else np.zeros(0, dtype=np.int64)
-    xyz = _backproject(pixels, at, K)
-    keep = grouped_outlier_mask(xyz, counts) if trim else np.ones(len(at), dtype=bool)
-    group = np.repeat(np.arange(len(ids)), counts)
-    num_kept = np.bincount(group[keep], minlength=len(ids))
-    kept = np.flatnonzero(keep)
-    first = np.cumsum(num_kept) - num_kept
+    K_inv = np.linalg.inv(np.asarray(K, dtype=np.float64))
+    enough = max(n_points, min_points)
+    if trim and num_valid.any():
+        rule, share = _thresholds(pixels, K_inv, first, num_valid)
+    else:
+        rule, share = None, np.ones(len(ids))
+    want = (CANDIDATE_MARGIN * enough / np.maximum(share, 1e-3)).astype(np.int64) + (
+        CANDIDATE_EXTRA)
+    draws = [_Draws(rng.choice(nv, size=w, replace=False) if w < nv else rng.permutation(nv),
+                    rng.random(n_points), int(rng.integers(2**63)))
+             for nv, w in zip(num_valid.tolist(), want.tolist(), strict=True)]
+    xyz, kept = _examine(pixels, K_inv, rule, first, [d.order for d in draws])
     rows, kept_ids, dropped = [], [], {}
+    num_kept = np.array([len(k) for k in kept], dtype=np.int64)
     for b, inst in enumerate(ids.tolist()):
+        if num_kept[b] < enough and len(draws[b].order) < num_valid[b]:  # subset fell short
+            order = np.random.default_rng(draws[b].seed).permutation(num_valid[b])
+            (xyz_b,), (kept_b,) = _examine(pixels, K_inv, rule, first[b:b + 1], [order])
+            xyz[b], kept[b], num_kept[b] = xyz_b, kept_b, len(kept_b)
         why = _too_few(int(num_mask[b]), int(num_valid[b]), int(num_kept[b]),
                        pixels.depth_range, min_points)
         if why:
             dropped[inst] = why
             continue
-        rows.append(kept[first[b] + _sample_index(int(num_kept[b]), n_points, rng)])
+        take = kept[b][:n_points]  # in random order: the first n are a uniform subset
+        if len(take) < n_points:  # all of them, then the rest drawn with replacement
+            take = np.r_[take, kept[b][(draws[b].fill[:n_points - len(take)]
+                                        * len(take)).astype(np.int64)]]
+        rows.append(xyz[b][take])
         kept_ids.append(inst)
-    points = (xyz[np.concatenate(rows)].astype(np.float32).reshape(-1, n_points, 3) if rows
+    points = (np.stack(rows).astype(np.float32) if rows
               else np.zeros((0, n_points, 3), dtype=np.float32))
     return FrameObjects(points, np.asarray(kept_ids, dtype=np.int64), dropped, num_valid,
                         num_kept)
+
+
+def _examine(pixels: ObjectPixels, K_inv: np.ndarray, rule: OutlierThresholds | None,
+             first: np.ndarray, orders: list[np.ndarray]
+             ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Back-project the valid pixels orders[b] of each object b (positions among its own,
+    starting at first[b] in `pixels.valid`), all objects in one go; per object its points
+    and the indices of those the rule keeps, in the order given."""
+    counts = np.array([len(o) for o in orders], dtype=np.int64)
+    at = np.concatenate([f + o for f, o in zip(first.tolist(), orders, strict=True)]
+                        ) if len(orders) else np.zeros(0, dtype=np.int64)
+    xyz = _backproject(pixels, pixels.valid[at], K_inv)
+    group = np.repeat(np.arange(len(orders)), counts)
+    keep = (rule.keep(xyz, group) if rule is not None and len(xyz)
+            else np.ones(len(xyz), dtype=bool))
+    bounds = np.cumsum(counts)[:-1]
+    kept_at = np.flatnonzero(keep)
+    starts = np.r_[0, bounds]
+    return (np.split(xyz, bounds),
+            [k - s for k, s in zip(np.split(kept_at, np.searchsorted(kept_at, bounds)),
+                                   starts.tolist(), strict=True)])
+
+
+def _thresholds(pixels: ObjectPixels, K_inv: np.ndarray, first: np.ndarray,
+                num_valid: np.ndarray) -> tuple[OutlierThresholds, np.ndarray]:
+    """The outlier rule of each object from its probe pixels, and the share of them it keeps
+    (objects may repeat or lack valid pixels; `first`, `num_valid` as `ObjectPixels.lookup`)."""
+    at, k = probe_positions(num_valid)  # as if the objects lay one after the other
+    at = at - (np.cumsum(num_valid) - num_valid - first)[:, None]  # -> positions in `valid`
+    at = pixels.valid[np.clip(at, 0, len(pixels.valid) - 1)]
+    return OutlierThresholds.of_planar(*_backproject_planar(pixels, at, K_inv), k)
 
 
 def _too_few(n_mask: int, num_valid: int, num_kept: int, depth_range: tuple[float, float],
@@ -172,14 +241,6 @@ def _too_few(n_mask: int, num_valid: int, num_kept: int, depth_range: tuple[floa
     return ""
 
 
-def _sample_index(count: int, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Indices of geometry.sample_points (same draws from `rng`): n of `count` without
-    replacement when count >= n, else all of them plus n - count drawn with replacement."""
-    if count >= n:
-        return rng.choice(count, size=n, replace=False)
-    return np.concatenate([rng.permutation(count), rng.integers(0, count, size=n - count)])
-
-
 @dataclass
 class ObjectPoints:
     """Points of one object, or the reason there are none (`points` is None then)."""
@@ -187,7 +248,7 @@ class ObjectPoints:
     points: np.ndarray | None  # (n_points, 3) float32, camera frame, metres
     reason: str = ""  # why `points` is None, for logs
     num_valid: int = 0  # back-projected points inside depth_range, before trimming
-    num_kept: int = 0  # after outlier trimming (before resampling to n_points)
+    num_kept: int = 0  # kept by outlier trimming, of the pixels examined (extract_objects)
 
     def __bool__(self) -> bool:
         return self.points is not None

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from posediff_ros.pipeline import check_frame
-from posediff_ros.validation import check_depth_range
+from posediff_ros.validation import any_pixel, check_depth_range
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ def frame_problems(depth: np.ndarray, mask: np.ndarray, K: np.ndarray | None, *,
     if camera_info_age_s > stale_after_s:
         warnings.append(Problem("stale_info", f"camera_info is stale ({camera_info_age_s:.0f} s "
                                 "old): using the last one", skip=False))
-    if not (mask != background).any():  # one pass; extraction finds the ids itself
+    if not any_pixel(lambda m: m != background, mask):  # extraction finds the ids itself
         warnings.append(Problem("empty", "mask has no objects (all pixels = background "
                                 f"{background})", skip=False, period_s=30.0))
     return warnings

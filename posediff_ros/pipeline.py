@@ -18,7 +18,7 @@ from posediff_ros.averaging import Averaged, AveragingConfig, predict_averaged, 
 from posediff_ros.categories import BY_ID
 from posediff_ros.hypotheses import ClusterConfig, Hypothesis, object_hypotheses
 from posediff_ros.runtime.base import Backend, PoseBatch, SamplerSettings
-from posediff_ros.validation import limit_objects
+from posediff_ros.validation import any_pixel, limit_objects
 
 log = logging.getLogger("posediff_ros.runtime")
 
@@ -80,8 +80,8 @@ def check_frame(depth: np.ndarray, mask: np.ndarray, K: np.ndarray | None) -> st
         return f"size mismatch: depth {depth.shape[::-1]} vs mask {mask.shape[::-1]} (w, h)"
     if not np.isfinite(K).all() or K[0, 0] <= 0 or K[1, 1] <= 0:
         return "camera_info intrinsics are invalid"
-    valid = depth if depth.dtype.kind in "ui" else np.isfinite(depth) & (depth > 0)
-    if not valid.any():
+    valid = (lambda d: d) if depth.dtype.kind in "ui" else (lambda d: np.isfinite(d) & (d > 0))
+    if not any_pixel(valid, depth):
         return "depth image has no valid pixels (all zero or NaN)"
     return None
 

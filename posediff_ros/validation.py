@@ -7,13 +7,19 @@ Each check returns None (fine) or one readable sentence saying what is wrong; th
 import numpy as np
 
 
+def any_pixel(test, image: np.ndarray) -> bool:
+    """Whether test(pixels) holds for some pixel: first on every 8th pixel of every 8th row
+    (a usual frame answers there, at 1/64 of the cost), else on the whole image."""
+    return bool(test(image[::8, ::8]).any() or test(image).any())
+
+
 def check_depth_range(depth: np.ndarray, depth_range: tuple[float, float]) -> str | None:
     """Why no pixel of a depth image (float metres, or integer millimetres as
     geometry.depth_to_metres) lies inside `depth_range` (metres), or None. One pass when
     some pixel does (the usual case); the message's figures only when none does."""
     scale = 0.001 if depth.dtype.kind in "ui" else 1.0
     lo, hi = depth_range
-    if ((depth >= lo / scale) & (depth <= hi / scale)).any():
+    if any_pixel(lambda d: (d >= lo / scale) & (d <= hi / scale), depth):
         return None
     valid = depth[np.isfinite(depth) & (depth > 0)] * scale
     if valid.size == 0:

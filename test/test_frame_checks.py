@@ -64,3 +64,19 @@ def test_stale_camera_info_and_an_empty_mask_only_warn():
     assert check(depth, mask * 0 + 1, K, background=1)[0].kind == "empty"
     assert [p.kind for p in check(depth, np.zeros_like(mask), K, age=9.0)] == ["stale_info",
                                                                                 "empty"]
+
+
+@pytest.mark.parametrize("depth_dtype", [np.float32, np.uint16])
+def test_one_valid_pixel_off_the_sampling_grid_is_enough(depth_dtype):
+    """The checks look at every 8th pixel first, then at the whole image: one valid depth
+    pixel (in range) and one object pixel that the coarse grid misses still count (a check
+    of the coarse grid alone would skip this frame as empty or out of range)."""
+    depth, mask, K = _frame()
+    depth = np.zeros(depth.shape, depth_dtype)
+    depth[3, 5] = 800 if depth_dtype == np.uint16 else 0.8
+    mask[:] = 0
+    mask[3, 5] = 1
+    assert check(depth, mask, K) == []
+    depth[3, 5] = 9000 if depth_dtype == np.uint16 else 9.0  # the only pixel: out of range
+    (problem,) = check(depth, mask, K)
+    assert problem.skip and "depth out of range" in problem.text

@@ -42,8 +42,10 @@ BOX_EDGES = [(0, 1), (2, 3), (4, 5), (6, 7), (0, 2), (1, 3), (4, 6), (5, 7),
              (0, 4), (1, 5), (2, 6), (3, 7)]
 
 
-def pose_msg(rotation: np.ndarray, translation: np.ndarray) -> Pose:
-    q = matrix_to_quaternion(rotation)
+def pose_msg(rotation: np.ndarray, translation: np.ndarray,
+             quaternion: np.ndarray | None = None) -> Pose:
+    """quaternion (x, y, z, w): `rotation`'s, when already computed (for many at once)."""
+    q = matrix_to_quaternion(rotation) if quaternion is None else quaternion
     pose = Pose()
     pose.position.x, pose.position.y, pose.position.z = (float(v) for v in translation)
     pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w = (
@@ -52,24 +54,25 @@ def pose_msg(rotation: np.ndarray, translation: np.ndarray) -> Pose:
 
 
 def hypothesis_msg(class_name: str, score: float, rotation, translation,
-                   covariance: np.ndarray | None) -> ObjectHypothesisWithPose:
+                   covariance: np.ndarray | None, quaternion: np.ndarray | None = None
+                   ) -> ObjectHypothesisWithPose:
     cov = (not_estimated() if covariance is None else np.asarray(covariance, np.float64)).ravel()
     return ObjectHypothesisWithPose(
         hypothesis=ObjectHypothesis(class_id=class_name, score=float(score)),
-        pose=PoseWithCovariance(pose=pose_msg(rotation, translation),
-                                covariance=[float(c) for c in cov]))
+        pose=PoseWithCovariance(pose=pose_msg(rotation, translation, quaternion),
+                                covariance=cov.tolist()))
 
 
 def detection(header: Header, instance_id: int, class_id: int, rotation, translation, size,
               score: float, covariance: np.ndarray | None = None,
-              hypotheses=()) -> Detection3D:
+              hypotheses=(), quaternion: np.ndarray | None = None) -> Detection3D:
     """hypotheses: the object's modes (hypotheses.Hypothesis), heaviest first; none: the one
-    pose given."""
+    pose given (`quaternion`: its rotation's, when already computed)."""
     det = Detection3D(header=header, id=str(instance_id))
     name = BY_ID[class_id].name
     det.results = [hypothesis_msg(name, score * h.weight, h.rotation, h.translation,
                                   h.covariance) for h in hypotheses] or [
-        hypothesis_msg(name, score, rotation, translation, covariance)]
+        hypothesis_msg(name, score, rotation, translation, covariance, quaternion)]
     det.bbox.center = det.results[0].pose.pose
     det.bbox.size = Vector3(x=float(size[0]), y=float(size[1]), z=float(size[2]))
     return det
@@ -77,9 +80,12 @@ def detection(header: Header, instance_id: int, class_id: int, rotation, transla
 
 def detections_msg(header: Header, objects) -> Detection3DArray:
     """objects: pipeline.DetectedObject list (or anything with the same fields)."""
+    quaternions = (matrix_to_quaternion(np.stack([o.rotation for o in objects])) if objects
+                   else [])  # one call for all objects: most of the cost of building them
     return Detection3DArray(header=header, detections=[
         detection(header, o.instance_id, o.class_id, o.rotation, o.translation, o.size,
-                  o.score, o.covariance, getattr(o, "hypotheses", ())) for o in objects])
+                  o.score, o.covariance, getattr(o, "hypotheses", ()), q)
+        for o, q in zip(objects, quaternions, strict=True)])
 
 
 def transforms(header: Header, objects, names: list[str]) -> list[TransformStamped]:

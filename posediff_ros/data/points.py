@@ -75,11 +75,16 @@ class ObjectPixels:
         sample; NaN for an id without any): K^-1 applied to the per-id means of
         (u z, v z, z), summed over the grouped pixels in one pass."""
         ids = np.asarray(ids, dtype=np.int64)
-        v, u = np.divmod(self.index[self.valid], self.width)
         z = self.z[self.valid].astype(np.float64)
-        group = np.repeat(np.arange(len(self.ids)), self.num_valid)
-        sums = np.stack([np.bincount(group, w, minlength=len(self.ids))
-                         for w in (u * z, v * z, z)], axis=1)  # (ids found, 3)
+        flat = self.index[self.valid].astype(np.float64)
+        v = np.floor((flat + 0.5) * (1.0 / self.width))  # the row (0.5: never at an integer)
+        starts = np.cumsum(self.num_valid) - self.num_valid
+        found = self.num_valid > 0
+        sums = np.zeros((len(self.ids), 3))
+        if found.any():  # per-id sums of (u z, v z, z) over the grouped pixels; u = flat - v w
+            at = starts[found]
+            vz, zs = np.add.reduceat(v * z, at), np.add.reduceat(z, at)
+            sums[found] = np.stack([np.add.reduceat(flat * z, at) - self.width * vz, vz, zs], 1)
         out = np.full((len(ids), 3), np.nan)
         if len(self.ids):
             at = np.minimum(np.searchsorted(self.ids, ids), len(self.ids) - 1)

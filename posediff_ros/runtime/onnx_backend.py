@@ -88,6 +88,8 @@ class OnnxBackend:
         so.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if self.threads:
             so.intra_op_num_threads = self.threads
+        if (self.threads or 0) > 1:  # idle pool threads sleep instead of spinning on a core
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")  # DDS needs
         return self._ort.InferenceSession(str(path), so, providers=self.providers)
 
     def graph_paths(self, settings: SamplerSettings) -> list[Path]:

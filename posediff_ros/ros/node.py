@@ -202,6 +202,10 @@ PARAMETERS = {
                                  "manager); false: configure and activate at start")),
 }
 OK, FAILED = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
+# The worker runs Python and small numpy operations for milliseconds at a stretch; with
+# CPython's default 5 ms switch interval the executor thread can wait that long for the GIL
+# before it takes the next frame's messages. 0.5 ms bounds that wait (docs/BENCHMARKS.md).
+GIL_SWITCH_INTERVAL_S = 0.0005
 
 
 @dataclass
@@ -216,6 +220,7 @@ class Stats:
 class PoseNode(LifecycleNode):
     def __init__(self, **kwargs):
         super().__init__("posediff_node", **kwargs)
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         for name, (default, descriptor) in PARAMETERS.items():
             self.declare_parameter(name, default, descriptor)
         self._last_log: dict[str, float] = {}

@@ -174,3 +174,22 @@ def test_centroids_are_the_means_of_all_valid_pixels():
                 assert np.isnan(row).all()
             else:
                 np.testing.assert_allclose(row, pts.mean(axis=0), rtol=0, atol=1e-5)
+
+
+def test_a_subset_that_falls_short_examines_every_pixel(monkeypatch):
+    """Large objects are sampled from a random subset of their pixels, sized from the share
+    of probe pixels the rule keeps; when that subset holds fewer than n kept pixels, every
+    pixel is examined instead: the same kept set as the reference rule, n points drawn from
+    it without repeats. (A subset of 10 pixels is forced here.)"""
+    from posediff_ros.data import points
+
+    depth, mask = _frame(np.random.default_rng(4))
+    mask[100:200, 250:270] = 4  # 2000 wall pixels at 2.5 m inside the mask
+    ref = _reference_points(depth, mask == 4, REAL275_K)
+    subset = object_points(depth, mask == 4, REAL275_K, 256, np.random.default_rng(0))
+    assert subset.num_kept < len(ref)  # only a subset was examined
+    monkeypatch.setattr(points, "CANDIDATE_MARGIN", 0.0)
+    monkeypatch.setattr(points, "CANDIDATE_EXTRA", 10)
+    full = object_points(depth, mask == 4, REAL275_K, 256, np.random.default_rng(0))
+    assert full.num_kept == len(ref) and full.num_valid == 22000
+    assert len(np.unique(full.points, axis=0)) == 256 and full.points[:, 2].max() < 1.03

@@ -124,8 +124,9 @@ def _backproject(pixels: ObjectPixels, at: np.ndarray, K_inv: np.ndarray) -> np.
 
 
 # Pixels examined per object: its points over the share of its probe pixels that the outlier
-# rule keeps, times this margin, plus a few; the random subset holds too few kept pixels for
-# about one object in a million (binomial tail), which then has all its pixels examined.
+# rule keeps, times this margin, plus a few. The subset then holds ~1.3x the kept pixels
+# needed, many standard deviations above n; it falls short only where the probe's share is
+# off by a quarter, and then every pixel of that object is examined.
 CANDIDATE_MARGIN = 1.3
 CANDIDATE_EXTRA = 64
 

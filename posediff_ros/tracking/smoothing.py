@@ -69,9 +69,7 @@ class FilterNoise:
     robust_chi2: float = 7.8
 
 
-def _white_accel(dt: float, q: float) -> np.ndarray:
-    """2x2 covariance (position, velocity) added by white acceleration of std q over dt."""
-    return q * q * np.array([[dt**3 / 3, dt**2 / 2], [dt**2 / 2, dt]])
+_POSE, _VEL = np.arange(6), np.arange(6, 12)  # the diagonals of the state's blocks
 
 
 class PoseFilter:
@@ -116,16 +114,17 @@ class PoseFilter:
             self.P[3:6, 3:6] += np.eye(3) * motion.sigma_r**2
         self.t = self.t + self.v * dt + (0.0 if shift is None else np.asarray(shift))
         self.R = so3_exp(self.w * dt) @ self.R
-        F = np.eye(12)
-        F[:6, 6:] = np.eye(6) * dt
-        Q = np.zeros((12, 12))
-        for block, q in ((slice(0, 3), self.noise.accel), (slice(3, 6), self.noise.angular_accel)):
-            qa = _white_accel(dt, q)
-            vel = slice(block.start + 6, block.stop + 6)
-            Q[block, block] = np.eye(3) * qa[0, 0]
-            Q[block, vel] = Q[vel, block] = np.eye(3) * qa[0, 1]
-            Q[vel, vel] = np.eye(3) * qa[1, 1]
-        self.P = F @ self.P @ F.T + Q
+        # P <- F P F^T + Q with F = [[I, dt I], [0, I]] (pose, velocity blocks of 6), in
+        # place by blocks; Q: white acceleration of std q per axis, q^2 [[dt^3/3, dt^2/2],
+        # [dt^2/2, dt]] on each (pose, velocity) pair
+        P, q2 = self.P, np.repeat([self.noise.accel**2, self.noise.angular_accel**2], 3)
+        B = P[:6, 6:].copy()
+        P[:6, :6] += dt * (B + B.T) + dt * dt * P[6:, 6:]
+        P[:6, 6:] += dt * P[6:, 6:]
+        P[_POSE, _POSE] += q2 * dt**3 / 3
+        P[_POSE, _VEL] += q2 * dt**2 / 2
+        P[6:, :6] = P[:6, 6:].T
+        P[_VEL, _VEL] += q2 * dt
 
     def innovation(self, rotation, translation) -> tuple[np.ndarray, np.ndarray]:
         """The estimate (symmetry-aligned rotation) and its difference to the state (6,)."""

@@ -29,8 +29,8 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("model", default_value="",
                               description="model JSON or 'random'; empty = bundled default"),
         DeclareLaunchArgument("backend", default_value="onnxruntime",
-                              description="onnxruntime | torch | torch-fused | tensorrt "
-                                          "(falls back to the next one when missing)"),
+                              description="onnxruntime | onnxruntime-int8 | torch | torch-fused | "
+                                          "tensorrt (falls back to the next one when missing)"),
         DeclareLaunchArgument("device", default_value="cpu", description="cpu | cuda | cuda:N"),
         DeclareLaunchArgument("namespace", default_value="",
                               description="namespace of the node and its relative topics"),

@@ -61,10 +61,12 @@ def threshold(column: int, counts: dict[str, int]) -> float:
 
 
 @pytest.mark.skipif(not DEFAULT_MODEL.exists(), reason="bundled model not present")
-def test_bundled_model_accuracy_on_held_out_objects():
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime-int8"])  # int8: encoder quantized
+def test_bundled_model_accuracy_on_held_out_objects(backend):
     d = held_out_objects()
     assert len(d["class_ids"]) == len(SEEDS) * PER_SEED
-    be = load_backend("torch", DEFAULT_MODEL)  # the stored sampler defaults, seed 0
+    be = load_backend(backend, DEFAULT_MODEL)  # the stored sampler defaults, seed 0
+    assert be.name == backend  # no silent fallback
     out = be.predict(d["points"].astype(np.float32), d["class_ids"])
     f64 = lambda a: np.asarray(a, np.float64)  # noqa: E731
     errors = object_errors(f64(out.rotation), f64(out.translation), f64(d["rotations"]),

@@ -316,3 +316,27 @@ def test_defaults_come_from_the_model_file(tmp_path):
         pts = clouds(2, be.num_points)
         assert_poses_close(be.predict(pts, CLASSES[:2]), ref.predict(pts, CLASSES[:2]), path,
                            be.settings, pts)
+
+
+def test_int8_backend_quantizes_the_encoder_only(model_json, cache):
+    """onnxruntime-int8: the encoder's matrix products run on integers (dynamic quantization),
+    the regression and score heads' stay float; the graph goes to the cache; its poses differ
+    from float32's by quantisation error only (bundled-model accuracy: test_accuracy.py), and
+    a missing onnxruntime falls back through plain onnxruntime to torch."""
+    import onnx
+
+    be = load_backend("onnxruntime-int8", model_json)
+    assert be.name == "onnxruntime-int8"
+    (path,) = be.graph_paths(be.settings)
+    assert path.parent == cache / "onnx" and path.name.endswith(".int8-encoder.onnx")
+    nodes = onnx.load(str(path)).graph.node
+    floats = [n.name for n in nodes if n.op_type in ("MatMul", "Gemm")]
+    assert any(n.op_type == "MatMulInteger" for n in nodes)
+    per_point = ("/encoder/encoder/local", "/encoder/encoder/trunk")  # the FLOPs; emb: per object
+    assert not [name for name in floats if name.startswith(per_point)]
+    assert [name for name in floats if name.startswith("/sampler/score_head")]
+    pts = clouds(3, be.num_points, seed=4)
+    out = be.predict(pts, CLASSES[:3])
+    ref = load_backend("onnxruntime", model_json).predict(pts, CLASSES[:3])
+    assert 0 < max_diff(out, ref) < 0.1
+    assert chain("onnxruntime-int8") == ["onnxruntime-int8", "onnxruntime", "torch"]

@@ -100,7 +100,8 @@ PARAMETERS = {
                                  "empty = the bundled default model")),
     "backend": ("onnxruntime", _describe(
         "inference backend: onnxruntime (default: the fastest on a CPU at equal accuracy, "
-        "docs/BENCHMARKS.md) | torch | torch-fused | tensorrt")),
+        "docs/BENCHMARKS.md) | onnxruntime-int8 (encoder in int8) | torch | torch-fused | "
+        "tensorrt")),
     "device": ("cpu", _describe("torch device (cpu, cuda, cuda:0)")),
     "threads": (1, _describe("threads of every math library in the node (torch, onnxruntime, "
                              "OpenBLAS/OpenMP); 0 = the libraries' defaults (all cores). 1 is "

@@ -51,6 +51,8 @@ BACKENDS: dict[str, Callable[..., Backend]] = {
     "torch": torch_backend.factory,
     "torch-fused": _lazy("fused_backend"),  # one module; CUDA graphs / autocast options
     "onnxruntime": _lazy("onnx_backend"),
+    "onnxruntime-int8": lambda *a, **kw: import_module(".onnx_backend", __name__).int8_factory(
+        *a, **kw),  # the encoder's matrix products in int8
     "tensorrt": _lazy("tensorrt_backend"),
 }
 

@@ -10,7 +10,8 @@ from collections.abc import Callable
 
 log = logging.getLogger("posediff_ros.runtime")
 
-FALLBACK = {"tensorrt": "onnxruntime", "onnxruntime": "torch", "torch-fused": "torch"}
+FALLBACK = {"tensorrt": "onnxruntime", "onnxruntime-int8": "onnxruntime",
+            "onnxruntime": "torch", "torch-fused": "torch"}
 
 
 class BackendUnavailable(RuntimeError):

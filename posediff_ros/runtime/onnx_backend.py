@@ -20,7 +20,7 @@ import numpy as np
 from ..model.posenet import load_any
 from .base import PoseBatch, SamplerSettings
 from .fallback import BackendUnavailable
-from .onnx_export import default_cache_dir, ensure_graph, weights_hash
+from .onnx_export import default_cache_dir, ensure_graph, graph_dir, weights_hash
 from .postprocess import empty_batch, make_noise, to_pose_batch
 
 log = logging.getLogger("posediff_ros.runtime")
@@ -51,6 +51,27 @@ def providers_for(device: str, provider: str | None, trt_cache: Path | None) -> 
     return chosen
 
 
+def quantize_encoder(graph: Path, directory: Path) -> Path:
+    """The graph with the point encoder's matrix products in int8 (onnxruntime's dynamic
+    quantization: int8 weights, activations quantized per call), written into `directory`
+    (the cache: a graph shipped beside the model may sit in a read-only install) and redone
+    when the graph is newer. Only the encoder (the per-point MLP: over 90 % of the matmul
+    FLOPs per object) is quantized; the regression and score heads stay float32, so the
+    sampler's small steps keep full precision. Accuracy and speed: docs/BENCHMARKS.md."""
+    out = directory / f"{graph.stem}.int8-encoder.onnx"
+    if not out.exists() or out.stat().st_mtime < graph.stat().st_mtime:
+        import onnx
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        nodes = [n.name for n in onnx.load(str(graph)).graph.node
+                 if n.op_type in ("MatMul", "Gemm") and n.name.startswith("/encoder/encoder/")]
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f"{out.stem}.{os.getpid()}.tmp.onnx")  # another process may race
+        quantize_dynamic(graph, tmp, weight_type=QuantType.QInt8, nodes_to_quantize=nodes)
+        os.replace(tmp, out)
+    return out
+
+
 class OnnxBackend:
     name = "onnxruntime"
     warm_start = False  # fixed graphs without a start-pose input: tracking starts cold
@@ -58,10 +79,14 @@ class OnnxBackend:
     def __init__(self, model, model_path=None, device: str = "cpu",
                  settings: SamplerSettings | None = None, provider: str | None = None,
                  split: bool = False, threads: int | None = None,
-                 cache_dir: str | os.PathLike | None = None):
+                 cache_dir: str | os.PathLike | None = None, quantize: str | None = None):
         """model: a PoseNet (kept on the CPU to export graphs for new settings). split: run
         the encoder and sampler stages as two graphs and report each stage's time (for the
-        benchmark; one fused graph otherwise). threads: onnxruntime intra-op threads."""
+        benchmark; one fused graph otherwise). threads: onnxruntime intra-op threads.
+        quantize: "int8" runs the encoder in int8 (`quantize_encoder`)."""
+        if quantize not in (None, "int8"):
+            raise ValueError(f"quantize {quantize!r}: only 'int8' (or None)")
+        self.quantize = quantize
         try:
             import onnxruntime as ort
         except ImportError as e:
@@ -95,8 +120,11 @@ class OnnxBackend:
     def graph_paths(self, settings: SamplerSettings) -> list[Path]:
         gs = settings.graph_key()
         parts = ("encoder", "sampler") if self.split else ("full",)
-        return [ensure_graph(self.model, gs, self.model_path, part, self.cache_dir, self.whash)
-                for part in parts]
+        paths = [ensure_graph(self.model, gs, self.model_path, part, self.cache_dir, self.whash)
+                 for part in parts]
+        if not self.quantize:
+            return paths
+        return [quantize_encoder(p, self.cache_dir or graph_dir()) for p in paths]
 
     def configure(self, settings: SamplerSettings) -> None:
         settings.validate()
@@ -134,10 +162,20 @@ class OnnxBackend:
 
 def factory(model_path, device: str = "cpu", settings: SamplerSettings | None = None,
             **options) -> OnnxBackend:
-    """load_backend("onnxruntime", ...): options provider, split, threads, cache_dir."""
+    """load_backend("onnxruntime", ...): options provider, split, threads, cache_dir,
+    quantize."""
     try:
         import onnxruntime  # noqa: F401
     except ImportError as e:
         raise BackendUnavailable(f"onnxruntime is not installed ({e})") from None
-    keep = {k: options[k] for k in ("provider", "split", "threads", "cache_dir") if k in options}
+    keep = {k: options[k] for k in ("provider", "split", "threads", "cache_dir", "quantize")
+            if k in options}
     return OnnxBackend(load_any(model_path), model_path, device, settings, **keep)
+
+
+def int8_factory(model_path, device: str = "cpu", settings: SamplerSettings | None = None,
+                 **options) -> OnnxBackend:
+    """load_backend("onnxruntime-int8", ...): onnxruntime with the encoder in int8."""
+    backend = factory(model_path, device, settings, **options, quantize="int8")
+    backend.name = "onnxruntime-int8"
+    return backend

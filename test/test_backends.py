@@ -328,7 +328,7 @@ def test_int8_backend_quantizes_the_encoder_only(model_json, cache):
     be = load_backend("onnxruntime-int8", model_json)
     assert be.name == "onnxruntime-int8"
     (path,) = be.graph_paths(be.settings)
-    assert path.parent == cache / "onnx" and path.name.endswith(".int8r7-encoder.onnx")
+    assert path.parent == cache / "onnx" and path.name.endswith(".int8r7pc-encoder.onnx")
     nodes = onnx.load(str(path)).graph.node
     floats = [n.name for n in nodes if n.op_type in ("MatMul", "Gemm")]
     assert any(n.op_type == "MatMulInteger" for n in nodes)

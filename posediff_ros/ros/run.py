@@ -10,6 +10,7 @@ rosout", a traceback from the executor's wait set): so they are not installed, a
 SIGTERM only ask the spin loop to end.
 """
 
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -30,8 +31,21 @@ def _request_stop_on_signals(stop: threading.Event) -> None:
         signal.signal(sig, handler)
 
 
+def make_executor(context):
+    """rclpy's EventsExecutor (callbacks dispatched from C++, far less Python per message)
+    where this rclpy has it, unless POSEDIFF_EXECUTOR=single; else SingleThreadedExecutor."""
+    if os.environ.get("POSEDIFF_EXECUTOR", "events") == "events":
+        try:
+            from rclpy.experimental import EventsExecutor
+        except ImportError:  # rclpy before Kilted
+            pass
+        else:
+            return EventsExecutor(context=context)
+    return SingleThreadedExecutor(context=context)
+
+
 def spin_until_stopped(node: Node, stop: threading.Event) -> None:
-    executor = SingleThreadedExecutor(context=node.context)
+    executor = make_executor(node.context)
     executor.add_node(node)
     try:
         while not stop.is_set() and rclpy.ok(context=node.context):

@@ -58,7 +58,7 @@ def quantize_encoder(graph: Path, directory: Path) -> Path:
     when the graph is newer. Only the encoder (the per-point MLP: over 90 % of the matmul
     FLOPs per object) is quantized; the regression and score heads stay float32, so the
     sampler's small steps keep full precision. Accuracy and speed: docs/BENCHMARKS.md."""
-    out = directory / f"{graph.stem}.int8r7-encoder.onnx"
+    out = directory / f"{graph.stem}.int8r7pc-encoder.onnx"
     if not out.exists() or out.stat().st_mtime < graph.stat().st_mtime:
         import onnx
         from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -68,9 +68,11 @@ def quantize_encoder(graph: Path, directory: Path) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f"{out.stem}.{os.getpid()}.tmp.onnx")  # another process may race
         # 7-bit weights (reduce_range): x86 CPUs without VNNI add int8 products in 16 bits,
-        # which full-range weights can saturate; the same graph is then right on every x86
+        # which full-range weights can saturate, so the graph is right on every x86; a scale
+        # per output channel wins back the bit (median change of the rotation against float32
+        # on 300 held-out objects: 0.29 deg, as 8-bit per tensor 0.33, 7-bit per tensor 0.54)
         quantize_dynamic(graph, tmp, weight_type=QuantType.QInt8, nodes_to_quantize=nodes,
-                         reduce_range=True)
+                         reduce_range=True, per_channel=True)
         os.replace(tmp, out)
     return out
 

@@ -43,8 +43,9 @@ class ObjectPixels:
         else:
             index = np.flatnonzero(np.isin(flat, np.asarray(ids, dtype=np.int64)))
         labels = flat[index]
-        order = np.argsort(labels, kind="stable")  # radix sort for 8/16-bit ids
-        index, labels = index[order], labels[order]
+        if len(labels) and labels.min() != labels.max():  # one object: already grouped
+            order = np.argsort(labels, kind="stable")  # radix sort for 8/16-bit ids
+            index, labels = index[order], labels[order]
         starts = np.flatnonzero(np.r_[True, labels[1:] != labels[:-1]]) if len(labels) else (
             np.zeros(0, dtype=np.int64))
         if depth_scale is None:

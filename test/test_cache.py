@@ -58,10 +58,13 @@ def test_points_look_like_masked_depth_of_the_object(small_cache):
     d = np.linalg.norm(pts - c.translations[:, None], axis=-1)
     half_diag = 0.5 * np.linalg.norm(c.sizes, axis=1)
     assert (np.median(d, axis=1) < half_diag + 0.02).mean() >= 0.9
-    # closed shapes show their camera-facing side (bowls show their inside, laptops the lid)
+    # closed shapes show their camera-facing side (bowls show their inside, laptops the lid);
+    # as above, a mask dilated onto the background can put the median of a small object's
+    # points behind its centre (a mug at 1.17 m here: 2.5 mm beyond), so 90 %, not all: a
+    # mirrored depth axis or a back-facing view puts all of them behind
     closed = np.isin(c.class_ids, [1, 3, 4, 6])
     assert closed.sum() >= 10
-    assert (np.median(pts[closed, :, 2], axis=1) < c.translations[closed, 2]).all()
+    assert (np.median(pts[closed, :, 2], axis=1) < c.translations[closed, 2]).mean() >= 0.9
     # not all points are exactly on a noise-free surface: depth noise is there
     assert (pts[..., 2].std(axis=1) > 0).all()
     assert np.isfinite(pts).all() and (pts[..., 2] > 0.2).all()

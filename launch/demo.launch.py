@@ -16,7 +16,7 @@ def generate_launch_description() -> LaunchDescription:
     share = FindPackageShare("posediff_ros")
     args = [
         DeclareLaunchArgument("model", default_value=""),
-        DeclareLaunchArgument("backend", default_value="onnxruntime"),
+        DeclareLaunchArgument("backend", default_value="onnxruntime-int8"),
         DeclareLaunchArgument("device", default_value="cpu"),
         DeclareLaunchArgument("namespace", default_value=""),
         DeclareLaunchArgument("rate", default_value="5.0", description="camera frames/s"),

@@ -28,8 +28,8 @@ def generate_launch_description() -> LaunchDescription:
     args = [
         DeclareLaunchArgument("model", default_value="",
                               description="model JSON or 'random'; empty = bundled default"),
-        DeclareLaunchArgument("backend", default_value="onnxruntime",
-                              description="onnxruntime | onnxruntime-int8 | torch | torch-fused | "
+        DeclareLaunchArgument("backend", default_value="onnxruntime-int8",
+                              description="onnxruntime-int8 | onnxruntime | torch | torch-fused | "
                                           "tensorrt (falls back to the next one when missing)"),
         DeclareLaunchArgument("device", default_value="cpu", description="cpu | cuda | cuda:N"),
         DeclareLaunchArgument("namespace", default_value="",

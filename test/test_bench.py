@@ -31,7 +31,8 @@ def test_quick_bench_writes_json_and_markdown(tmp_path, capsys):
     base = [r for r in res["rows"] if r["method"] == "baseline"]
     assert len(ours) == len(cfg["backends"]) * len(cfg["steps"]) * len(cfg["objects"])
     assert [r["objects"] for r in base] == cfg["objects"]
-    assert {r["backend"] for r in ours} == {"torch", "onnxruntime", "torch-fused"}
+    assert {r["backend"] for r in ours} == {"torch", "onnxruntime", "onnxruntime-int8",
+                                            "torch-fused"}
     for r in res["rows"]:
         f = r["frame_ms"]
         assert 0 < f["p50"] <= f["p90"] <= f["p99"]
@@ -42,7 +43,8 @@ def test_quick_bench_writes_json_and_markdown(tmp_path, capsys):
     # the baseline does far more work per object than a few steps of one sample
     fl = res["flops_per_object"]
     assert fl["baseline_sampler"] > 10 * fl[f"sampler_{cfg['steps'][0]}"]
-    assert {x["backend"] for x in res["ratios"]} == {"torch", "onnxruntime", "torch-fused"}
+    assert {x["backend"] for x in res["ratios"]} == {"torch", "onnxruntime", "onnxruntime-int8",
+                                                   "torch-fused"}
     acc = res["accuracy"]
     assert acc["baseline"]["n"] == cfg["accuracy_objects"]
     assert set(acc["ours"]) == {str(k) for k in cfg["steps"]}

@@ -115,7 +115,7 @@ def test_node_publishes_diagnostics(rclpy_context):
         assert last.level == ERROR and "no input on depth, mask" in last.message
         assert last.name == "/diag/posediff_node: pose estimation"
         values = {kv.key: kv.value for kv in last.values}
-        assert values["backend"] == "onnxruntime" and values["model"] == "random"
+        assert values["backend"] == "onnxruntime-int8" and values["model"] == "random"
         assert values["processed frames"] == "0"
         assert {"unsynced messages dropped", "frames skipped while busy",
                 "last latency (ms)"} <= set(values)

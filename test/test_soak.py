@@ -24,7 +24,7 @@ def test_short_soak(tmp_path, capsys):
     # memory: generous bound (allocator noise on a short run), not a timing
     assert summary["rss_growth_after_warmup_pct"] < 25.0, summary
     # the node reports on /diagnostics and the soak reads it
-    assert summary["final_diagnostics"]["backend"] == "onnxruntime"  # the node's default
+    assert summary["final_diagnostics"]["backend"] == "onnxruntime-int8"  # the node's default
     assert float(summary["final_diagnostics"]["depth rate (Hz)"]) > 0
     rows = (tmp_path / "soak.csv").read_text().splitlines()
     assert rows[0].startswith("t_s,node_rss_mb") and len(rows) == summary["samples"] + 1

@@ -44,7 +44,8 @@ GPU_PEAK_FP32 = {"H100 SXM": 67e12, "H100 PCIe": 51e12, "H100": 67e12, "H200": 6
 @dataclass
 class BenchConfig:
     model: str = "random"
-    backends: list[str] = field(default_factory=lambda: ["torch", "onnxruntime", "torch-fused"])
+    backends: list[str] = field(default_factory=lambda: [
+        "torch", "onnxruntime", "onnxruntime-int8", "torch-fused"])
     device: str = "cpu"
     objects: list[int] = field(default_factory=lambda: [1, 3, 6, 12])
     steps: list[int] = field(default_factory=lambda: [2, 4, 8])

@@ -98,10 +98,10 @@ def _describe(text: str, read_only: bool = True, **ranges) -> ParameterDescripto
 PARAMETERS = {
     "model_path": ("", _describe("model JSON (+ .safetensors beside it), .onnx, or 'random'; "
                                  "empty = the bundled default model")),
-    "backend": ("onnxruntime", _describe(
-        "inference backend: onnxruntime (default: the fastest on a CPU at equal accuracy, "
-        "docs/BENCHMARKS.md) | onnxruntime-int8 (encoder in int8) | torch | torch-fused | "
-        "tensorrt")),
+    "backend": ("onnxruntime-int8", _describe(
+        "inference backend: onnxruntime-int8 (default: the exported graph, its point encoder "
+        "in int8; the fastest on a CPU at equal accuracy, docs/BENCHMARKS.md; float32 on a "
+        "GPU) | onnxruntime | torch | torch-fused | tensorrt")),
     "device": ("cpu", _describe("torch device (cpu, cuda, cuda:0)")),
     "threads": (1, _describe("threads of every math library in the node (torch, onnxruntime, "
                              "OpenBLAS/OpenMP); 0 = the libraries' defaults (all cores). 1 is "

@@ -353,7 +353,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--rate", type=float, default=30.0, help="camera frames per second")
     ap.add_argument("--model", default=str(DEFAULT_MODEL) if DEFAULT_MODEL.is_file()
                     else "random", help="model JSON, or 'random' (default: the bundled one)")
-    ap.add_argument("--backend", default="onnxruntime", help="the node's (default: %(default)s)")
+    ap.add_argument("--backend", default="onnxruntime-int8",
+                    help="the node's (default: %(default)s)")
     ap.add_argument("--num-objects", type=int, default=3)
     ap.add_argument("--ring-size", type=int, default=4)
     ap.add_argument("--width", type=int, default=640)

@@ -105,6 +105,10 @@ class OnnxBackend:
         self.whash = weights_hash(self.model)
         trt_cache = (self.cache_dir or default_cache_dir()) / "ort-trt"
         self.providers = providers_for(self.device, provider, trt_cache)
+        if self.quantize and self.providers[0] != "CPUExecutionProvider":
+            log.warning("onnxruntime-int8 quantizes for the CPU; on %s the float32 graph runs",
+                        self.providers[0][0])
+            self.quantize = None
         self._sessions: dict[tuple, list] = {}
         self.configure(settings or model.cfg.sampler)  # none given: the model's stored ones
 

@@ -344,7 +344,7 @@ class Pipeline:
                 model_ms += 1e3 * (time.perf_counter() - t0)
 
         start = time.perf_counter()
-        result.objects = tracker.step(obs, predict, stamp, self.backend.settings.steps)
+        result.objects = tracker.step(obs, predict, stamp, self.backend.settings.steps, depth, K)
         result.timings_ms["inference"] = model_ms
         result.timings_ms["tracking"] = 1e3 * (time.perf_counter() - start) - model_ms
         return result

@@ -107,7 +107,7 @@ def run_sequence(seq: Sequence, pipeline: Pipeline, predict: PredictFn, run: Mod
         if tracker is None:
             published = _per_frame(obs, timed, run, cold_steps)
         else:
-            published = tracker.step(obs, timed, frame.stamp, cold_steps)
+            published = tracker.step(obs, timed, frame.stamp, cold_steps, depth, seq.K)
         run.total_ms += 1e3 * (time.perf_counter() - start)
         gts = {g.instance_id: g for g in frame.instances}
         for o in published:

@@ -27,6 +27,8 @@ from posediff_ros.categories import BY_ID
 from posediff_ros.geometry import rotation_error_deg
 from posediff_ros.runtime.base import PoseBatch, WarmStart
 from posediff_ros.tracking.association import AssociationConfig, assign, cost_matrix, point_box
+from posediff_ros.tracking.egomotion import CameraMotion, camera_motion
+from posediff_ros.tracking.odometry import OdometryConfig, icp, off_surface, prepare
 from posediff_ros.tracking.smoothing import FilterNoise, PoseFilter
 
 # (points (B, P, 3), class ids (B,), warm start or None = cold) -> poses
@@ -51,6 +53,10 @@ class TrackerConfig:
     # (egomotion.py), and for an object that moved on its own the shift of its centroid
     camera_motion: bool = True
     follow_centroid: bool = True
+    # with a depth image: the camera's motion from ICP on the whole image (odometry.py), the
+    # centroid fit only deciding which objects moved on their own; without: the centroid fit
+    depth_odometry: bool = True
+    odometry: OdometryConfig = field(default_factory=OdometryConfig)
     # the warm start's pose: the last estimate moved by the camera's motion ("raw"), or the
     # filtered pose ("filtered"; smoother, but the estimate then leans on the filter, which
     # leans on the estimate: errors stay)
@@ -58,6 +64,13 @@ class TrackerConfig:
     # a cold start every this many warm ones (0 = never): bounds what a chain of warm starts
     # can carry along (the estimate of a warm start leans on the previous one)
     reinit_period: int = 15
+    # re-estimate a still, confidently tracked object only every this many frames and publish
+    # its filtered pose moved by the camera's motion in between (1 = every frame). Still: the
+    # camera-motion fit explains it and its centroid is within `coast_max_shift` of where it
+    # was at its last estimate (moved along); confident: its last score >= reinit_score and
+    # at least `estimate_every` estimates so far. Anything else is estimated at once.
+    estimate_every: int = 1
+    coast_max_shift: float = 0.01  # m
     association: AssociationConfig = field(default_factory=AssociationConfig)
     noise: FilterNoise = field(default_factory=FilterNoise)
 
@@ -93,6 +106,10 @@ class Track:
     warm_run: int = 0  # warm starts since the last cold one
     flagged: str = ""  # why the next start must be cold (set by a failed check)
     raw: tuple[np.ndarray, np.ndarray] | None = None  # the last estimate (R, t), moved along
+    score: float = 1.0  # of the last estimate
+    anchor: np.ndarray | None = None  # the centroid at the last estimate, moved along
+    coasted: int = 0  # frames published from the filter alone since the last estimate
+    calibrated: bool = False  # the estimates come with a covariance
 
 
 @dataclass
@@ -114,6 +131,7 @@ class TrackedObject:
     raw_covariance: np.ndarray | None
     warm: bool  # this frame's estimate came from a warm start
     reinit: str = ""  # why a known track was started cold this frame ("" = it was not)
+    estimated: bool = True  # false: not estimated this frame (estimate_every), the filter's pose
     hypotheses: list = field(default_factory=list)  # (per-frame mode only: pipeline.process)
 
 
@@ -127,6 +145,7 @@ class TrackerStats:
     retired: int = 0
     reinit: Counter = field(default_factory=Counter)  # reason -> count
     model_objects: int = 0  # objects passed to the model (a redone object counts twice)
+    coasted: int = 0  # objects published without a model call (estimate_every)
     model_steps: int = 0  # sampler steps summed over those objects
 
 
@@ -141,20 +160,28 @@ class Tracker:
         self.next_id = 1
         self.last_stamp: float | None = None
         self.stats = TrackerStats()
+        self.depth_levels = None  # the previous frame's depth, prepared for ICP
+        self.last_motion: tuple[np.ndarray, np.ndarray] | None = None  # (R, t) of the last ICP
 
     # --- one frame -------------------------------------------------------------------------
 
     def step(self, observations: list[Observation], predict: PredictFn, stamp: float,
-             cold_steps: int = 0) -> list[TrackedObject]:
-        """Track one frame (stamp in seconds; `cold_steps` only feeds the cost counters)."""
+             cold_steps: int = 0, depth: np.ndarray | None = None,
+             K: np.ndarray | None = None) -> list[TrackedObject]:
+        """Track one frame (stamp in seconds; `cold_steps` only feeds the cost counters;
+        depth (H, W) metres with its intrinsics K: the camera's motion by ICP)."""
         if self.last_stamp is not None and stamp < self.last_stamp:
             self.reset()  # time went back (a bag restarted, a simulation reset)
         matches = self._associate(observations, stamp)
-        motion = self._camera_motion(matches, observations)
+        odometry = self._odometry(depth, K)
+        motion = self._camera_motion(matches, observations, odometry)
         starts = [self._start(obs, matches.get(j), stamp, motion.get(j, False))
                   for j, obs in enumerate(observations)]
-        poses = self._infer(observations, starts, predict, cold_steps)
+        todo = [j for j, obs in enumerate(observations)
+                if not self._coasting(obs, matches.get(j), starts[j], motion.get(j))]
+        poses = self._infer_some(observations, starts, todo, predict, cold_steps)
         out = [self._fuse(obs, matches.get(j), starts[j], poses[j], stamp, bool(motion.get(j)))
+               if j in poses else self._coast(obs, matches[j], stamp)
                for j, obs in enumerate(observations)]
         self._retire(stamp)
         self.last_stamp = stamp
@@ -168,16 +195,40 @@ class Tracker:
         pairs = assign(cost_matrix(tracks, observations, dts, self.config.association))
         return {j: tracks[i] for i, j in pairs}
 
-    def _camera_motion(self, matches: dict[int, Track], observations) -> dict:
-        """{observation index: CameraMotion, or None where the object moved on its own} for
-        the objects seen in the previous frame; empty without an estimate."""
-        from posediff_ros.tracking.egomotion import camera_motion
+    def _odometry(self, depth, K) -> tuple[np.ndarray, np.ndarray] | None:
+        """The camera's motion since the previous frame by ICP of the two depth images, or
+        None (no depth, no previous frame, off, or ICP found too few pairs)."""
+        cfg = self.config
+        if depth is None or K is None or not (cfg.camera_motion and cfg.depth_odometry):
+            self.depth_levels = None
+            return None
+        levels = prepare(depth, K, cfg.odometry)
+        found = None
+        if self.depth_levels is not None:
+            found = icp(self.depth_levels, levels, self.last_motion, cfg.odometry)
+        self.previous_levels, self.depth_levels = self.depth_levels, levels
+        self.last_motion = None if found is None else found[:2]
+        return self.last_motion
 
-        if not self.config.camera_motion or self.last_stamp is None:
+    def _camera_motion(self, matches: dict[int, Track], observations, odometry=None) -> dict:
+        """{observation index: CameraMotion, or None where the object moved on its own} for
+        the objects seen in the previous frame; empty without an estimate. `odometry`: the
+        ICP motion (R, t), which replaces the centroid fit's where there is one."""
+        cfg = self.config
+        if not cfg.camera_motion or self.last_stamp is None:
             return {}
         seen = [j for j, t in matches.items() if t.last_seen == self.last_stamp]
-        motion = camera_motion(np.array([matches[j].centroid for j in seen]).reshape(-1, 3),
-                               np.array([observations[j].centroid for j in seen]).reshape(-1, 3))
+        before = np.array([matches[j].centroid for j in seen]).reshape(-1, 3)
+        now = np.array([observations[j].centroid for j in seen]).reshape(-1, 3)
+        if odometry is not None:
+            motion = _odometry_motion(*odometry, before, now, cfg.odometry)
+            for k, j in enumerate(seen):  # a centroid that jumped: a moved object, or a mask
+                if not motion.inliers[k]:  # that changed (then its points are where it was)
+                    motion.inliers[k] = off_surface(
+                        observations[j].points, *odometry, self.previous_levels[-1],
+                        cfg.odometry.max_distance[-1] / 2) < cfg.odometry.moved_fraction
+        else:
+            motion = camera_motion(before, now)
         if motion is None:
             return {}
         return {j: motion if ok else None for j, ok in zip(seen, motion.inliers, strict=True)}
@@ -194,6 +245,7 @@ class Tracker:
         if motion:
             track.filter.predict(dt, motion=motion)
             track.raw = (motion.R @ R_raw, motion.R @ t_raw + motion.t)
+            track.anchor = motion.R @ track.anchor + motion.t
         else:  # no camera motion known, or this object moved on its own (motion None)
             shift = obs.centroid - track.centroid if cfg.follow_centroid else None
             track.filter.predict(dt, shift=shift, moved=motion is None)
@@ -213,6 +265,40 @@ class Tracker:
         if cfg.warm_from == "raw":
             return track.raw[0].copy(), track.raw[1].copy()
         return track.filter.R.copy(), track.filter.t.copy()
+
+    def _coasting(self, obs: Observation, track: Track | None, start, motion) -> bool:
+        """Whether this frame publishes the track's filtered pose without a model call
+        (`estimate_every`): only a still, confidently tracked object between its estimates."""
+        cfg = self.config
+        return bool(
+            cfg.estimate_every > 1 and track is not None and motion  # camera motion explains it
+            and (isinstance(start, tuple) or start == "off")  # nothing asks for a cold start
+            and track.coasted + 1 < cfg.estimate_every
+            and track.hits >= cfg.estimate_every and track.score >= cfg.reinit_score
+            and np.linalg.norm(obs.centroid - track.anchor) <= cfg.coast_max_shift)
+
+    def _coast(self, obs: Observation, track: Track, stamp: float) -> TrackedObject:
+        """Publish the track's prediction (moved by the camera's motion) as this frame's."""
+        track.mask_id, track.box, track.last_seen = obs.mask_id, obs.box, stamp
+        track.centroid = obs.centroid
+        track.coasted += 1
+        self.stats.coasted += 1
+        R, t = track.filter.R.copy(), track.filter.t.copy()
+        cov = track.filter.covariance if track.calibrated else None
+        return TrackedObject(
+            instance_id=track.id, class_id=obs.class_id, rotation=R, translation=t,
+            size=track.size.copy(), score=track.score, covariance=cov, points=obs.points,
+            mask_id=obs.mask_id, raw_rotation=R, raw_translation=t, raw_covariance=cov,
+            warm=False, estimated=False)
+
+    def _infer_some(self, observations, starts, todo: list[int], predict: PredictFn,
+                    cold_steps: int) -> dict[int, tuple]:
+        """_infer over the observations `todo` only: {index: pose}; their starts updated."""
+        sub = [starts[j] for j in todo]
+        poses = self._infer([observations[j] for j in todo], sub, predict, cold_steps)
+        for j, start in zip(todo, sub, strict=True):
+            starts[j] = start
+        return dict(zip(todo, poses, strict=True))
 
     def _infer(self, observations, starts, predict: PredictFn, cold_steps: int) -> list:
         """Per object: (rotation, translation, size, score, covariance, warm)."""
@@ -277,7 +363,8 @@ class Tracker:
             track.size = track.size + (size - track.size) / min(track.hits + 1, 10)
             track.hits += 1
         track.mask_id, track.centroid, track.box = obs.mask_id, obs.centroid, obs.box
-        track.raw = (R, t)
+        track.raw, track.score, track.anchor, track.coasted = (R, t), score, obs.centroid, 0
+        track.calibrated = cov is not None
         track.last_seen, track.flagged = stamp, ""
         track.warm_run = track.warm_run + 1 if warm else 0
         self.stats.warm += warm
@@ -324,6 +411,15 @@ def observations(usable: list[tuple[int, int, np.ndarray]],
     warm start and the filter would inherit."""
     return [Observation(inst, cls, points, np.asarray(centre, np.float64))
             for (inst, cls, points), centre in zip(usable, centres, strict=True)]
+
+
+def _odometry_motion(R, t, before, now, config: OdometryConfig) -> CameraMotion:
+    """The ICP motion as a CameraMotion; an object whose centroid it does not explain (beyond
+    `config.moved`, and beyond 3 times the median over the objects: mask noise) moved on
+    its own."""
+    residual = np.linalg.norm(before @ R.T + t - now, axis=1)
+    limit = max(config.moved, 3 * float(np.median(residual))) if len(residual) else 0.0
+    return CameraMotion(R, t, residual < limit, config.sigma_translation, config.sigma_rotation)
 
 
 def _row(batch: PoseBatch, k: int):

@@ -1,0 +1,162 @@
+"""The camera's own motion between two depth images: point-to-plane ICP with projective
+association (KinectFusion's tracking step), on the whole image.
+
+Why not only the objects' centroids (egomotion.py): a centroid moves whenever the mask
+changes (a segmenter that cuts off a part, bleeds onto the table, or misses a handle in one
+frame), by 2 mm typically and by centimetres now and then on the generated sequences, and a
+rigid fit of 3-5 such centroids passes that noise to every track as "camera motion". The
+depth image itself (table, background, objects) moves rigidly with the camera, thousands of
+points that no mask touches. The centroid fit still starts the ICP (it converges from a few
+centimetres) and still decides which objects moved on their own.
+
+Each iteration moves the previous frame's points (a grid, every `stride`-th pixel) by the
+current motion, projects them into the new image, pairs each with the new image's point and
+normal at that pixel, and solves the 6x6 linearised point-to-plane least squares with
+Huber weights; pairs further apart than `max_distance` (occlusions, a carried object) do not
+count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from posediff_ros.tracking.smoothing import so3_exp
+
+
+@dataclass
+class OdometryConfig:
+    # coarse to fine: every scale-th row and column of the image, pairs at most max_distance
+    # apart (m; farther pairs are not the same surface point)
+    scales: tuple[int, ...] = (8, 4)
+    max_distance: tuple[float, ...] = (0.05, 0.02)
+    stride: int = 2  # source points: every stride-th pixel of a level
+    iterations: int = 10  # per level
+    huber: float = 0.003  # m: residuals beyond count linearly
+    min_pairs: int = 200  # fewer: no estimate
+    # what the tracker takes from it: the motion's uncertainty (std, added to each track's
+    # pose covariance per frame) and the centroid residual beyond which an object moved on
+    # its own (as egomotion.camera_motion's `inlier`)
+    sigma_translation: float = 0.001  # m
+    sigma_rotation: float = 0.002  # rad
+    moved: float = 0.01  # m
+    # ... and of its points, more than this fraction off the previous frame's surface (a
+    # centroid also jumps when the mask changes; the points then stay on the surface)
+    moved_fraction: float = 0.3
+
+
+@dataclass
+class DepthLevel:
+    """One depth image at one scale, prepared for ICP: its vertex and normal maps (NaN where
+    invalid)."""
+
+    K: np.ndarray  # (3, 3) intrinsics of the (downscaled) maps
+    vertices: np.ndarray  # (H, W, 3)
+    normals: np.ndarray  # (H, W, 3)
+
+
+def prepare(depth: np.ndarray, K: np.ndarray, config: OdometryConfig) -> list[DepthLevel]:
+    """The image's levels, coarse to fine (what `icp` takes)."""
+    return [_level(depth, K, s) for s in config.scales]
+
+
+def _level(depth: np.ndarray, K: np.ndarray, s: int) -> DepthLevel:
+    """Downscale (every s-th pixel), back-project, normals from neighbour differences."""
+    z = np.asarray(depth, np.float32)[::s, ::s].astype(np.float64)
+    z = np.where(np.isfinite(z) & (z > 0), z, np.nan)
+    Ks = np.asarray(K, np.float64).copy()
+    Ks[:2] /= s
+    h, w = z.shape
+    v, u = np.mgrid[0:h, 0:w]
+    x = (u - Ks[0, 2]) / Ks[0, 0] * z
+    y = (v - Ks[1, 2]) / Ks[1, 1] * z
+    V = np.stack([x, y, z], axis=-1)
+    N = np.full_like(V, np.nan)
+    du = V[1:-1, 2:] - V[1:-1, :-2]
+    dv = V[2:, 1:-1] - V[:-2, 1:-1]
+    n = np.cross(du, dv)
+    norm = np.linalg.norm(n, axis=-1, keepdims=True)
+    # a neighbour across a depth edge makes a meaningless normal: not used
+    edge = (np.linalg.norm(du, axis=-1) > 0.05 * z[1:-1, 1:-1]) | (
+        np.linalg.norm(dv, axis=-1) > 0.05 * z[1:-1, 1:-1])
+    n = n / np.where(norm > 0, norm, np.nan)
+    n[edge] = np.nan
+    N[1:-1, 1:-1] = n
+    return DepthLevel(Ks, V, N)
+
+
+def icp(before: list[DepthLevel], now: list[DepthLevel],
+        init: tuple[np.ndarray, np.ndarray] | None,
+        config: OdometryConfig) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """Rigid motion (R, t) with p_now = R p_before + t and the number of pairs of the last
+    iteration, or None (too few pairs: the images do not overlap)."""
+    R, t = (np.eye(3), np.zeros(3)) if init is None else (np.array(init[0]), np.array(init[1]))
+    pairs = 0
+    for b, n, dist in zip(before, now, config.max_distance, strict=True):
+        out = _icp_level(b, n, R, t, dist, config)
+        if out is None:
+            return None
+        R, t, pairs = out
+    return R, t, pairs
+
+
+def _icp_level(before: DepthLevel, now: DepthLevel, R, t, max_distance: float,
+               config: OdometryConfig):
+    st = config.stride
+    src = before.vertices[::st, ::st].reshape(-1, 3)
+    src = src[np.isfinite(src).all(axis=1)]
+    h, w = now.vertices.shape[:2]
+    fx, fy, cx, cy = now.K[0, 0], now.K[1, 1], now.K[0, 2], now.K[1, 2]
+    pairs = 0
+    for _ in range(config.iterations):
+        p = src @ R.T + t
+        with np.errstate(invalid="ignore", divide="ignore"):
+            u = np.rint(p[:, 0] / p[:, 2] * fx + cx)
+            v = np.rint(p[:, 1] / p[:, 2] * fy + cy)
+        inside = (p[:, 2] > 0) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+        p, u, v = p[inside], u[inside].astype(np.int64), v[inside].astype(np.int64)
+        q, n = now.vertices[v, u], now.normals[v, u]
+        ok = np.isfinite(q).all(axis=1) & np.isfinite(n).all(axis=1)
+        ok[ok] = np.linalg.norm(p[ok] - q[ok], axis=1) < max_distance
+        p, q, n = p[ok], q[ok], n[ok]
+        pairs = len(p)
+        if pairs < config.min_pairs:
+            return None
+        r = np.einsum("ij,ij->i", n, p - q)
+        J = np.concatenate([n, np.cross(p, n)], axis=1)  # d r / d (dt, dw)
+        wgt = np.minimum(1.0, config.huber / np.maximum(np.abs(r), 1e-12))
+        A = (J * wgt[:, None]).T @ J
+        x = -np.linalg.solve(A + 1e-9 * np.eye(6), (J * wgt[:, None]).T @ r)
+        dR = so3_exp(x[3:])
+        R, t = dR @ R, dR @ t + x[:3]
+        if np.linalg.norm(x[:3]) < 1e-5 and np.linalg.norm(x[3:]) < 1e-5:
+            break
+    return R, t, pairs
+
+
+def off_surface(points: np.ndarray, R: np.ndarray, t: np.ndarray, before: DepthLevel,
+                max_distance: float) -> float:
+    """Fraction of an object's points (N, 3), this frame, that do not lie on the previous
+    frame's surface once the camera's motion (R, t) is undone: about 0 for an object that
+    stayed (whatever its mask did: a mask that lost half the object still covers points
+    where the object was), large for one that was moved. Points that fall outside the
+    previous image or on a pixel without depth do not count either way."""
+    p = (np.asarray(points, np.float64) - t) @ R  # R^T (p - t): back in the previous frame
+    h, w = before.vertices.shape[:2]
+    K = before.K
+    with np.errstate(invalid="ignore", divide="ignore"):
+        u = np.rint(p[:, 0] / p[:, 2] * K[0, 0] + K[0, 2])
+        v = np.rint(p[:, 1] / p[:, 2] * K[1, 1] + K[1, 2])
+    inside = (p[:, 2] > 0) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+    q = before.vertices[v[inside].astype(np.int64), u[inside].astype(np.int64)]
+    n = before.normals[v[inside].astype(np.int64), u[inside].astype(np.int64)]
+    seen = np.isfinite(q).all(axis=1)
+    if not seen.any():
+        return 0.0
+    d = p[inside][seen] - q[seen]
+    # along the normal where there is one (the grid's spacing does not count), else the
+    # plain distance
+    plane = np.abs(np.einsum("ij,ij->i", np.nan_to_num(n[seen]), d))
+    dist = np.where(np.isfinite(n[seen]).all(axis=1), plane, np.linalg.norm(d, axis=1))
+    return float(np.mean(dist > max_distance))

@@ -52,8 +52,9 @@ def evaluate(seq_dirs: list[Path], backend, modes: list[str], mask_ids: str,
 def to_markdown(results: list[dict], info: dict) -> str:
     lines = ["# posediff-eval --sequence", ""] + [f"- {k}: {v}" for k, v in info.items()]
     lines += ["", "| mode | " + " | ".join(COLUMNS) + " | jitter mm p50/p95 | jitter deg p50/p95"
-              " | id switches | re-inits | model ms/object | net evals/object | objects |",
-              "|---" * (len(COLUMNS) + 8) + "|"]
+              " | id switches | re-inits | model ms/object | model passes/object | net evals/object"
+              " | objects |",
+              "|---" * (len(COLUMNS) + 9) + "|"]
     for r in results:
         acc = r["accuracy"]
         lines.append(
@@ -61,6 +62,7 @@ def to_markdown(results: list[dict], info: dict) -> str:
             + f" | {_f(r['jitter_mm_p50'], 2)} / {_f(r['jitter_mm_p95'], 2)}"
             f" | {_f(r['jitter_deg_p50'], 2)} / {_f(r['jitter_deg_p95'], 2)}"
             f" | {r['id_switches']} | {r['reinit_total']} | {_f(r['model_ms_per_object'], 2)}"
+            f" | {_f(r['model_objects_per_object'], 2)}"
             f" | {_f(r['network_evaluations_per_object'], 2)} | {r['objects']} |")
     lines += ["", "Per sequence kind (jitter p95 mm / deg, id switches, 10d5cm):", ""]
     for r in results:
@@ -93,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reinit-period", type=int, default=None)
     ap.add_argument("--no-camera-motion", action="store_true",
                     help="tracks not moved by the fitted camera motion between frames")
+    ap.add_argument("--no-depth-odometry", action="store_true",
+                    help="the camera's motion from the objects' centroids, not ICP on the depth")
+    ap.add_argument("--estimate-every", type=int, default=None,
+                    help="re-estimate still, confidently tracked objects every N frames")
     ap.add_argument("--robust-chi2", type=float, default=None)
     ap.add_argument("--accel", type=float, default=None, help="filter process noise (m/s^2)")
     ap.add_argument("--angular-accel", type=float, default=None,
@@ -135,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.reinit_period is not None:
         cfg.reinit_period = args.reinit_period
     cfg.camera_motion = not args.no_camera_motion
+    cfg.depth_odometry = not args.no_depth_odometry
+    if args.estimate_every is not None:
+        cfg.estimate_every = args.estimate_every
     if args.robust_chi2 is not None:
         cfg.noise.robust_chi2 = args.robust_chi2
     if args.accel is not None:

@@ -69,6 +69,7 @@ class ModeRun:
     warm: int = 0
     cold: int = 0
     model_objects: int = 0
+    coasted: int = 0  # published from the filter alone (TrackerConfig.estimate_every)
     network_evaluations: int = 0  # score-network calls summed over objects
 
 
@@ -123,6 +124,7 @@ def run_sequence(seq: Sequence, pipeline: Pipeline, predict: PredictFn, run: Mod
         run.warm += s.warm
         run.cold += s.cold
         run.model_objects += s.model_objects
+        run.coasted += s.coasted
         run.network_evaluations += s.model_steps
 
 
@@ -213,6 +215,7 @@ def summary(run: ModeRun) -> dict:
         "jitter_pairs": len(mm), "id_switches": id_switches(run.records),
         "reinit": dict(run.reinit), "reinit_total": sum(run.reinit.values()),
         "new_tracks": run.new_tracks, "warm": run.warm, "cold": run.cold,
+        "coasted": run.coasted,
         "model_ms_per_object": run.model_ms / n, "total_ms_per_object": run.total_ms / n,
         "network_evaluations_per_object": run.network_evaluations / n,
         "model_objects_per_object": run.model_objects / n,

@@ -188,6 +188,16 @@ PARAMETERS = {
                                 int_range=(0, 100))),
     "track_max_age": (1.0, _describe("tracking: seconds an unseen object keeps its id",
                                      False, float_range=(0.0, 3600.0))),
+    "estimate_every": (TrackerConfig.estimate_every, _describe(
+        "tracking: re-estimate a still, confidently tracked object only every N frames and "
+        "publish its filtered pose, moved by the camera's motion, in between (the model's "
+        "work per tracked object ~1/N); an object that moved, drifted 1 cm from its last "
+        "estimate, scored low or is new is estimated at once. 1 = every frame",
+        False, int_range=(1, 100))),
+    "camera_odometry": (True, _describe(
+        "tracking: the camera's motion between frames by ICP on the whole depth image "
+        "(robust to mask changes); false = a rigid fit of the objects' centroids (needs 3 "
+        "objects spread out, follows every change of a mask)", False)),
     "publish_raw": (False, _describe("tracking: also publish the unsmoothed estimates on "
                                      "object_poses_raw")),
     "frame_prefix": ("auto", _describe(
@@ -449,7 +459,8 @@ class PoseNode(LifecycleNode):
         return dataclasses.replace(
             defaults, warm_start=warm, smoothing=p.smoothing, max_age=p.track_max_age,
             warm_t0=p.warm_t0 if p.warm_t0 is not None else self.model_sampler.t_start_warm,
-            warm_steps=p.warm_steps or defaults.warm_steps)
+            warm_steps=p.warm_steps or defaults.warm_steps, estimate_every=p.estimate_every,
+            depth_odometry=p.camera_odometry)
 
     def _on_reset(self, request, response):
         """~/reset: every track is forgotten before the next frame (by the worker)."""

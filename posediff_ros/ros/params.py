@@ -80,7 +80,7 @@ SYNC_POLICIES = ("exact", "approximate")
 SAMPLER_PARAMS = ("steps", "solver", "w_schedule", "w_max", "num_samples", "init", "seed")
 # tracking's: changeable while running too (applied between frames)
 TRACKING_PARAMS = ("tracking", "smoothing", "warm_start", "warm_t0", "warm_steps",
-                   "track_max_age")
+                   "track_max_age", "estimate_every", "camera_odometry")
 AUTO_PREFIX = "auto"  # frame_prefix: derived from the node's fully qualified name
 
 
@@ -136,6 +136,8 @@ class NodeParams:
     warm_t0: float | None  # None: the model's t_start_warm
     warm_steps: int | None  # None: the tracker's default
     track_max_age: float
+    estimate_every: int  # re-estimate still, confidently tracked objects every N frames
+    camera_odometry: bool  # the camera's motion by ICP on the depth (else the centroid fit)
     publish_raw: bool
     # outputs
     camera_frame: str | None

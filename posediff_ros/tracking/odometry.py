@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from posediff_ros.geometry import depth_to_metres
 from posediff_ros.tracking.smoothing import so3_exp
 
 
@@ -57,13 +58,14 @@ class DepthLevel:
 
 
 def prepare(depth: np.ndarray, K: np.ndarray, config: OdometryConfig) -> list[DepthLevel]:
-    """The image's levels, coarse to fine (what `icp` takes)."""
+    """The image's levels, coarse to fine (what `icp` takes); depth uint16 millimetres or
+    float metres (geometry.depth_to_metres)."""
     return [_level(depth, K, s) for s in config.scales]
 
 
 def _level(depth: np.ndarray, K: np.ndarray, s: int) -> DepthLevel:
     """Downscale (every s-th pixel), back-project, normals from neighbour differences."""
-    z = np.asarray(depth, np.float32)[::s, ::s].astype(np.float64)
+    z = depth_to_metres(np.asarray(depth)[::s, ::s]).astype(np.float64)  # mm or m
     z = np.where(np.isfinite(z) & (z > 0), z, np.nan)
     Ks = np.asarray(K, np.float64).copy()
     Ks[:2] /= s

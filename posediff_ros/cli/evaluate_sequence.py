@@ -77,6 +77,22 @@ def _f(v, digits: int = 1) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
 
 
+def _set_field(cfg, item: str) -> None:
+    """--set noise.accel=0.02: the field's own type (a tuple from a comma list)."""
+    path, _, value = item.partition("=")
+    *parents, name = path.split(".")
+    for parent in parents:
+        cfg = getattr(cfg, parent)
+    old = getattr(cfg, name)  # AttributeError names an unknown field
+    if isinstance(old, bool):
+        new = value.lower() in ("1", "true", "yes")
+    elif isinstance(old, tuple):
+        new = tuple(type(old[0])(v) for v in value.split(","))
+    else:
+        new = type(old)(value)
+    setattr(cfg, name, new)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="posediff-eval --sequence",
                                  description=__doc__.split("\n\n")[0])
@@ -104,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--angular-accel", type=float, default=None,
                     help="filter process noise (rad/s^2)")
     ap.add_argument("--raw", action="store_true", help="tracking without smoothing")
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="any TrackerConfig field, nested with dots (noise.accel=0.02, "
+                         "odometry.sigma_translation=0.0005); repeatable")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads (1, the node's default; 0 = torch's default)")
@@ -150,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg.noise.accel = args.accel
     if args.angular_accel is not None:
         cfg.noise.angular_accel = args.angular_accel
+    for item in args.set:
+        _set_field(cfg, item)
     modes = [m for m in args.modes.split(",") if m]
     results = evaluate(seq_dirs, backend, modes, args.mask_ids, cfg, args.seed, calibration,
                        progress=lambda s: print(s, file=sys.stderr))

@@ -302,14 +302,14 @@ def _coasting_run(scene, frames, every=3, move=None):
 
 def test_estimate_every_k_frames_for_still_objects_and_the_filter_in_between():
     """Three still objects, estimate_every 3: after the first 3 frames (every track needs 3
-    estimates) each object goes to the model once in 3 frames, in turns; the frames between publish
-    the filter's pose, as close to the truth as the estimates. A tracker that never coasts
-    asks the model 3 times as often; one that coasts forever stops asking."""
+    estimates) each object goes to the model once in 3 frames, all in one batch; the frames
+    between publish the filter's pose, as close to the truth as the estimates. A tracker
+    that never coasts asks the model 3 times as often; one that coasts forever stops asking."""
     scene = _spread_scene()
     tracker, out = _coasting_run(scene, 30)
     asked = [len(names) for _, names in out]
-    # in turns (frame + id): one object a frame, so each frame's model work is even
-    assert asked[:3] == [3, 3, 3] and asked[3:] == [1] * 27, asked
+    # together (one batch) in frames 3, 6, 9, ...
+    assert asked == [3, 3, 3] + [3, 0, 0] * 9, asked
     assert tracker.stats.coasted == 3 * 27 - 27
     errors = []
     for published, names in out[10:]:
@@ -354,7 +354,7 @@ def test_a_low_score_track_is_estimated_every_frame():
 
 
 def test_coasted_poses_move_with_the_camera():
-    """The camera turns 5 deg and moves 2 cm at frame 7 (all objects move rigidly in the camera
+    """The camera turns 5 deg and moves 2 cm at frame 8 (all objects move rigidly in the camera
     frame): the coasted objects' published poses follow the fitted motion (exact here: the
     centroids have no noise), so their errors are what they were the frame before; stale
     ones would be 5 deg and ~4 cm further off."""
@@ -364,13 +364,13 @@ def test_coasted_poses_move_with_the_camera():
 
     def move(k):
         truth[k] = {n: (o[1].copy(), o[2].copy()) for n, o in scene.objects.items()}
-        if k == 7:  # from frame 3 on, two of the three objects coast in each frame
+        if k == 8:  # frames 4, 5, 7, 8 are coasted (estimates in 0, 1, 2, 3, 6)
             for obj in scene.objects.values():
                 obj[1], obj[2] = R @ obj[1], R @ obj[2] + t
             truth[k] = {n: (o[1].copy(), o[2].copy()) for n, o in scene.objects.items()}
 
-    _, out = _coasting_run(scene, 8, move=move)
-    coasted = [n for n in out[7][0] if n not in out[7][1] and n not in out[6][1]]
+    _, out = _coasting_run(scene, 9, move=move)
+    coasted = [n for n in out[8][0] if n not in out[8][1] and n not in out[7][1]]
     assert coasted
 
     def error(k, n):
@@ -378,7 +378,7 @@ def test_coasted_poses_move_with_the_camera():
         return p.translation - t_true, so3_log(p.rotation @ R_true.T)
 
     for n in coasted:
-        (dt6, dr6), (dt7, dr7) = error(6, n), error(7, n)
+        (dt6, dr6), (dt7, dr7) = error(7, n), error(8, n)
         # the error turns with the camera (R e) and otherwise changes only by the filter's
         # velocity over a frame (what noisy estimates leave in it: up to ~1.4 mm, 0.8 deg
         # here); a stale pose's would change by ~4 cm and 5 deg

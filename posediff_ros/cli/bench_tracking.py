@@ -4,6 +4,12 @@ cold start, same objects, same backend, timed alternately in one run so load hit
 
 Also what the tracker adds per object (association, camera motion, filter), timed on the
 same objects with the model call excluded.
+
+`--estimate-every K`: the model stage per tracked object per frame when still objects are
+re-estimated only every K-th frame (TrackerConfig.estimate_every, the node's default) against
+the cold default every frame: a Tracker plays the same still frame (its depth image gives the
+camera's motion) and each frame's cold call and tracked step alternate; means over the frames,
+since the tracked frames' cost alternates by design.
 """
 
 from __future__ import annotations
@@ -58,6 +64,60 @@ def _tracker_ms(pts, cls, poses, repeats: int) -> float:
     return _p50(ms)
 
 
+def coasting_cost(backend, inputs: dict[int, tuple[np.ndarray, np.ndarray]], depth, K,
+                  every: int, frames: int, warmup: int = 6) -> list[dict]:
+    """Per object count: mean model-stage ms per object per frame, the cold default every
+    frame vs tracking with estimate_every `every` (warm start off, as in the node)."""
+    rows = []
+    for b, (pts, cls) in sorted(inputs.items()):
+        tracker = Tracker(TrackerConfig(warm_start=False, estimate_every=every))
+        obs = [Observation(k + 1, int(c), p) for k, (p, c) in enumerate(zip(pts, cls,
+                                                                              strict=True))]
+        cold_ms, tracked_ms, step_ms = [], [], []
+        for k in range(warmup + frames):
+            t0 = time.perf_counter()
+            backend.predict(pts, cls)
+            cold = 1e3 * (time.perf_counter() - t0)
+            model = [0.0]
+
+            def predict(p, c, w, model=model):
+                t1 = time.perf_counter()
+                out = backend.predict(p, c)
+                model[0] += 1e3 * (time.perf_counter() - t1)
+                return out
+
+            t0 = time.perf_counter()
+            tracker.step(obs, predict, k / 15, depth=depth, K=K)
+            step = 1e3 * (time.perf_counter() - t0)
+            if k >= warmup:
+                cold_ms.append(cold)
+                tracked_ms.append(model[0])
+                step_ms.append(step - model[0])
+        rows.append({"objects": b, "estimate_every": every,
+                     "cold_ms_per_object": float(np.mean(cold_ms)) / b,
+                     "tracked_ms_per_object": float(np.mean(tracked_ms)) / b,
+                     "ratio": float(np.sum(tracked_ms) / np.sum(cold_ms)),
+                     "tracker_ms_per_frame": float(np.median(step_ms)),
+                     "estimated_share": 1 - tracker.stats.coasted / max(tracker.stats.objects, 1)})
+    return rows
+
+
+def coasting_markdown(rows: list[dict], backend: str) -> list[str]:
+    if not rows:
+        return []
+    lines = ["", f"Tracked still objects re-estimated every K-th frame ({backend} backend; "
+             "`estimate_every`, warm start off): mean model-stage ms per object per frame "
+             "against the default cold start every frame, alternating in one run; the "
+             "tracker's own ms per frame (association, ICP camera motion, filter):", "",
+             "| objects | K | cold ms/object | tracked ms/object | tracked / cold | "
+             "objects estimated | tracker ms/frame |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['objects']} | {r['estimate_every']} | {r['cold_ms_per_object']:.2f}"
+                     f" | {r['tracked_ms_per_object']:.2f} | {r['ratio']:.2f} | "
+                     f"{100 * r['estimated_share']:.0f} % | {r['tracker_ms_per_frame']:.1f} |")
+    return lines
+
+
 def markdown(rows: list[dict], backend: str) -> list[str]:
     if not rows:
         return []
@@ -96,9 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--backend", default="torch")
+    ap.add_argument("--estimate-every", default="",
+                    help="comma list of K: also the re-estimate-every-K rows (e.g. 2,3)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    backend = load_backend("torch", args.model)
+    backend = load_backend(args.backend, args.model)
     rng = np.random.default_rng(0)
     frame = render_scene(rng, num_objects=6)  # a tabletop like posediff-bench's
     ids = [g.instance_id for g in frame.instances]
@@ -109,11 +172,16 @@ def main(argv: list[str] | None = None) -> int:
         pick = np.arange(b) % len(objs.ids)  # more objects than the frame shows: reused
         inputs[b] = (objs.points[pick], np.array([classes[int(i)] for i in objs.ids[pick]]))
     rows = tracked_cost(backend, inputs, args.repeats)
-    print("\n".join(markdown(rows, "torch")))
+    coasting = [r for k in args.estimate_every.split(",") if k
+                for r in coasting_cost(backend, inputs, frame.depth, frame.K, int(k),
+                                       args.repeats)]
+    print("\n".join(markdown(rows, args.backend) + coasting_markdown(coasting, args.backend)))
     if args.json:
         Path(args.json).write_text(json.dumps({"model": args.model, "threads": args.threads,
+                                               "backend": args.backend,
                                                "load_avg": list(os.getloadavg()),
-                                               "rows": rows}, indent=1) + "\n")
+                                               "rows": rows, "estimate_every": coasting},
+                                              indent=1) + "\n")
     return 0
 
 

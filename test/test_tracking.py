@@ -326,8 +326,7 @@ def test_a_moved_object_is_estimated_at_once_not_published_stale():
     camera-motion fit calls moved, so only its centroid's drift from where it was at its
     last estimate tells): b goes to the model in the frame it jumped and at least every
     fourth frame while it drifts, with estimate_every 10. A tracker that coasted on through
-    the move (ignoring the fit's outlier) or the drift (ignoring the centroid) would publish
-    b up to 9 frames old: 3.6 cm behind."""
+    the drift (ignoring the centroid) would publish b up to 9 frames old: 3.6 cm behind."""
     scene = _spread_scene()
 
     def move(k):
@@ -340,8 +339,9 @@ def test_a_moved_object_is_estimated_at_once_not_published_stale():
     assert "b" in out[10][1]
     drift = [k for k in range(11, 25) if "b" in out[k][1]]
     # 3 frames of drift pass the 1 cm; the fit over three objects takes part of b's drift
-    # for camera motion (and moves b's anchor with it): a 4th at most
-    assert drift and max(np.diff([10] + drift)) <= 4, drift
+    # for camera motion (and moves b's anchor with it): a 4th; and it must be away in two
+    # frames running (a mask that changes for one frame moves a centroid too): a 5th
+    assert drift and max(np.diff([10] + drift)) <= 5, drift
     assert not all("a" in names for _, names in out[11:25])  # a still coasts meanwhile
 
 

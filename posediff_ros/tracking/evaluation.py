@@ -70,6 +70,7 @@ class ModeRun:
     cold: int = 0
     model_objects: int = 0
     coasted: int = 0  # published from the filter alone (TrackerConfig.estimate_every)
+    forced: Counter = field(default_factory=Counter)  # why one due to coast was estimated
     network_evaluations: int = 0  # score-network calls summed over objects
 
 
@@ -125,6 +126,7 @@ def run_sequence(seq: Sequence, pipeline: Pipeline, predict: PredictFn, run: Mod
         run.cold += s.cold
         run.model_objects += s.model_objects
         run.coasted += s.coasted
+        run.forced.update(s.forced)
         run.network_evaluations += s.model_steps
 
 
@@ -215,7 +217,7 @@ def summary(run: ModeRun) -> dict:
         "jitter_pairs": len(mm), "id_switches": id_switches(run.records),
         "reinit": dict(run.reinit), "reinit_total": sum(run.reinit.values()),
         "new_tracks": run.new_tracks, "warm": run.warm, "cold": run.cold,
-        "coasted": run.coasted,
+        "coasted": run.coasted, "forced": dict(run.forced),
         "model_ms_per_object": run.model_ms / n, "total_ms_per_object": run.total_ms / n,
         "network_evaluations_per_object": run.network_evaluations / n,
         "model_objects_per_object": run.model_objects / n,

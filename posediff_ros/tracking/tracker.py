@@ -111,6 +111,7 @@ class Track:
     anchor: np.ndarray | None = None  # the centroid at the last estimate, moved along
     coasted: int = 0  # frames published from the filter alone since the last estimate
     calibrated: bool = False  # the estimates come with a covariance
+    away: bool = False  # its centroid was beyond coast_max_shift from the anchor last frame
 
 
 @dataclass
@@ -147,6 +148,7 @@ class TrackerStats:
     reinit: Counter = field(default_factory=Counter)  # reason -> count
     model_objects: int = 0  # objects passed to the model (a redone object counts twice)
     coasted: int = 0  # objects published without a model call (estimate_every)
+    forced: Counter = field(default_factory=Counter)  # why a track due to coast was estimated
     model_steps: int = 0  # sampler steps summed over those objects
 
 
@@ -269,18 +271,29 @@ class Tracker:
 
     def _coasting(self, obs: Observation, track: Track | None, start, motion) -> bool:
         """Whether this frame publishes the track's filtered pose without a model call
-        (`estimate_every`): only a still, confidently tracked object between its estimates."""
+        (`estimate_every`): only a still, confidently tracked object between its estimates.
+        Counts why a track due to coast was estimated (stats.forced)."""
         cfg = self.config
-        return bool(
-            cfg.estimate_every > 1 and track is not None and motion  # camera motion explains it
-            and (isinstance(start, tuple) or start == "off")  # nothing asks for a cold start
-            # every estimate_every-th frame all tracks are estimated together: one batch, the
-            # model's cost per object a full batch's (turns spread over the frames would be
-            # evener but smaller batches, which cost more per object: 0.74 instead of 0.5
-            # of the per-frame cost for 3 objects and K = 2, torch on a CPU)
-            and self.stats.frames % cfg.estimate_every != 0
-            and track.hits >= cfg.estimate_every and track.score >= cfg.reinit_score
-            and np.linalg.norm(obs.centroid - track.anchor) <= cfg.coast_max_shift)
+        if cfg.estimate_every <= 1 or track is None:
+            return False
+        # every estimate_every-th frame all tracks are estimated together: one batch, the
+        # model's cost per object a full batch's (turns spread over the frames would be evener
+        # but smaller batches, which cost more per object: 0.74 instead of 0.5 of the
+        # per-frame cost for 3 objects and K = 2, torch on a CPU)
+        if self.stats.frames % cfg.estimate_every == 0:
+            return False
+        # its centroid away from where it was at its last estimate (moved along) in this and
+        # the previous frame: a drift (a mask that changed for one frame moves it too)
+        away = bool(np.linalg.norm(obs.centroid - track.anchor) > cfg.coast_max_shift)
+        drifted, track.away = away and track.away, away
+        why = ("cold" if not (isinstance(start, tuple) or start == "off")  # new, moved, ...
+               else "motion" if not motion  # no camera motion that explains it
+               else "young" if track.hits < cfg.estimate_every
+               else "score" if track.score < cfg.reinit_score
+               else "drift" if drifted else "")
+        if why:
+            self.stats.forced[why] += 1
+        return not why
 
     def _coast(self, obs: Observation, track: Track, stamp: float) -> TrackedObject:
         """Publish the track's prediction (moved by the camera's motion) as this frame's."""
@@ -369,6 +382,7 @@ class Tracker:
             track.hits += 1
         track.mask_id, track.centroid, track.box = obs.mask_id, obs.centroid, obs.box
         track.raw, track.score, track.anchor, track.coasted = (R, t), score, obs.centroid, 0
+        track.away = False
         track.calibrated = cov is not None
         track.last_seen, track.flagged = stamp, ""
         track.warm_run = track.warm_run + 1 if warm else 0

@@ -325,7 +325,7 @@ def test_a_moved_object_is_estimated_at_once_not_published_stale():
     """b is picked up (3 cm) at frame 10 and then slides 4 mm per frame (under the 1 cm the
     camera-motion fit calls moved, so only its centroid's drift from where it was at its
     last estimate tells): b goes to the model in the frame it jumped and at least every
-    fourth frame while it drifts, with estimate_every 10. A tracker that coasted on through
+    fifth frame while it drifts, with estimate_every 10. A tracker that coasted on through
     the drift (ignoring the centroid) would publish b up to 9 frames old: 3.6 cm behind."""
     scene = _spread_scene()
 

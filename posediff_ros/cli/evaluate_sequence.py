@@ -36,8 +36,7 @@ def evaluate(seq_dirs: list[Path], backend, modes: list[str], mask_ids: str,
     results = []
     for mode in modes:
         run = ModeRun(mode)
-        tracker = None if mode == "per-frame" else Tracker(dataclasses.replace(
-            tracker_config, warm_start=mode == "tracking-warm" and tracker_config.warm_start))
+        tracker = None if mode == "per-frame" else Tracker(mode_config(tracker_config, mode))
         for n, folder in enumerate(seq_dirs):
             seq = read_sequence(folder)
             pipeline = Pipeline(backend, PipelineConfig(seed=seed + n, depth_range=(0.1, 3.0)),
@@ -47,6 +46,17 @@ def evaluate(seq_dirs: list[Path], backend, modes: list[str], mask_ids: str,
             progress(f"{mode}: {seq.name} done ({len(run.records)} objects so far)")
         results.append(summary(run))
     return results
+
+
+def mode_config(config, mode: str):
+    """The tracker configuration of a mode: tracking, tracking-warm, tracking-every-K."""
+    cfg = dataclasses.replace(config, warm_start=mode == "tracking-warm" and config.warm_start)
+    if mode.startswith("tracking-every-"):
+        cfg.estimate_every = int(mode.rsplit("-", 1)[1])
+    elif mode not in ("tracking", "tracking-warm"):
+        raise ValueError(f"unknown mode {mode!r}: per-frame, tracking, tracking-warm or "
+                         "tracking-every-K")
+    return cfg
 
 
 def to_markdown(results: list[dict], info: dict) -> str:

@@ -34,8 +34,9 @@ from posediff_ros.tracking.smoothing import so3_log
 from posediff_ros.tracking.tracker import Observation, PredictFn, Tracker, observations
 
 # tracking: ids + smoothing with the model's own (cold) start every frame, the node's default;
-# tracking-warm: the same with warm starts from the previous pose (TrackerConfig.warm_*)
-MODES = ("per-frame", "tracking", "tracking-warm")
+# tracking-warm: the same with warm starts from the previous pose (TrackerConfig.warm_*);
+# tracking-every-K: still, confident tracks estimated every K-th frame (estimate_every = K)
+MODES = ("per-frame", "tracking", "tracking-warm", "tracking-every-2")
 
 
 @dataclass

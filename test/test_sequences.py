@@ -129,3 +129,11 @@ def test_done_criteria_compare_tracking_with_per_frame():
                    "jitter p95 (deg) <= 1/3 of per-frame": False,
                    "0 id switches on static scenes": True,
                    "score-net evaluations per object <= 1/2": True}
+    # with model passes counted (encoder + head once per object and call): that criterion too,
+    # for every tracking mode present
+    every = mode("tracking-every-2", 90.0, 2.0, 1.0, 4.4, 3.0, 0) | {
+        "model_objects_per_object": 0.55}
+    lines = criteria([mode("per-frame", 90.0, 9.0, 6.0, 8.0, 10.0, 40) | {
+        "model_objects_per_object": 1.0}, every])
+    assert lines[0].startswith("Done-when figures of issue 14, tracking-every-2")
+    assert "- model passes per object <= 1/2: NOT met (0.55 vs 0.50)" in lines

@@ -33,10 +33,11 @@ from posediff_ros.pipeline import Pipeline
 from posediff_ros.tracking.smoothing import so3_log
 from posediff_ros.tracking.tracker import Observation, PredictFn, Tracker, observations
 
-# tracking: ids + smoothing with the model's own (cold) start every frame, the node's default;
-# tracking-warm: the same with warm starts from the previous pose (TrackerConfig.warm_*);
-# tracking-every-K: still, confident tracks estimated every K-th frame (estimate_every = K)
-MODES = ("per-frame", "tracking", "tracking-warm", "tracking-every-2")
+# tracking: ids + smoothing with the model's own (cold) start, the node's defaults (still,
+# confident tracks estimated every TrackerConfig.estimate_every-th frame); tracking-every-K:
+# the same with estimate_every = K (1: every object every frame); tracking-warm: also warm
+# starts from the previous pose (TrackerConfig.warm_*)
+MODES = ("per-frame", "tracking", "tracking-every-1", "tracking-warm")
 
 
 @dataclass

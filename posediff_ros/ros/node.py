@@ -13,8 +13,11 @@ Service: ~/reset (std_srvs/Trigger): forget every track (ids start again at 1).
 
 Tracking (`tracking`, on by default; tracking/): the same physical object keeps its id
 (Detection3D.id, TF frame <frame_prefix><class>_<id>, markers) from frame to frame and its
-pose is smoothed; with `warm_start` its sampler starts from its previous pose (2 steps
-instead of 8). The ROS-free Tracker does all of it, the node only feeds it frames.
+pose is smoothed; every track is moved by the camera's motion (ICP on the depth image,
+`camera_odometry`); a still, confidently tracked object is estimated only every
+`estimate_every`-th frame (3), its filtered pose published in between; with `warm_start` its
+sampler starts from its previous pose (2 steps instead of 8). The ROS-free Tracker does all
+of it, the node only feeds it frames.
 
 Depth, mask (and detections) are paired by header stamp (sync.py: `sync` exact, or
 approximate within `slop`); camera_info is the one valid at the frame's stamp, colour the

@@ -27,12 +27,12 @@ def tracking_section(data: dict) -> list[str]:
              "the predictor's milliseconds (rows from separate runs on a shared machine: not "
              "comparable across rows; side by side in docs/BENCHMARKS.md), model passes "
              "(encoder + regression head, once per object and call) and score-network "
-             "evaluations per published object. tracking = ids + smoothing with the model's "
-             "own start, every track moved by the camera's motion (ICP on the depth image) "
-             "between frames (the node's default); tracking-warm = also warm starts from the "
-             "previous pose; tracking-every-K = still, confidently tracked objects estimated "
-             "every K-th frame only, the filter's pose published in between "
-             "(`estimate_every`).", "",
+             "evaluations per published object. tracking = the node's defaults: ids + "
+             "smoothing with the model's own start, every track moved by the camera's motion "
+             "(ICP on the depth image) between frames, still and confidently tracked objects "
+             "estimated every `estimate_every`-th frame only and the filter's pose published "
+             "in between; tracking-every-K = the same with estimate_every K (1: every object "
+             "every frame); tracking-warm = also warm starts from the previous pose.", "",
              "| mode | " + " | ".join(COLUMNS) + " | jitter mm p50 / p95 | jitter deg p50 / p95 "
              "| id switches | re-inits | model ms/object | model passes/object "
              "| score-net evals/object | objects |",

@@ -3,12 +3,18 @@
 Each frame (`Tracker.step`):
 1. associate the frame's objects with the tracks (association.py: class, centre distance,
    box overlap, mask id; gated Hungarian); unmatched objects start new tracks (new ids);
-2. choose each object's sampler start: a track seen in the previous frame starts from its
-   previous pose, moved by the shift of its point centroid, noised to a small t0 with a few
-   steps (`WarmStart`); new, lost or flagged tracks start cold (the sampler's own start);
-3. call the predictor (one batched call per start kind); a warm result whose agreement score
+2. the camera's motion since the previous frame: ICP of the two depth images
+   (odometry.py), else a rigid fit of the objects' centroids (egomotion.py); objects it does
+   not explain moved on their own; every track's filter is moved by it (or, for an object
+   that moved on its own, by the shift of its centroid);
+3. choose each object's sampler start: a track seen in the previous frame starts from its
+   previous pose, so moved, noised to a small t0 with a few steps (`WarmStart`); new, lost
+   or flagged tracks start cold (the sampler's own start); with `estimate_every` > 1 a
+   still, confident track skips the model between its estimates (its prediction is
+   published);
+4. call the predictor (one batched call per start kind); a warm result whose agreement score
    is low or which jumped beyond the gate is redone cold at once (a re-initialisation);
-4. fuse each result into its track's filter (smoothing.py); a cold result that jumped resets
+5. fuse each result into its track's filter (smoothing.py); a cold result that jumped resets
    it; tracks unseen for `max_age` seconds are retired.
 
 The node, the bag tool and `posediff-eval --sequence` all call `step` with a predictor over
@@ -167,6 +173,7 @@ class Tracker:
         self.last_stamp: float | None = None
         self.stats = TrackerStats()
         self.depth_levels = None  # the previous frame's depth, prepared for ICP
+        self.previous_levels = None  # the one before (what this frame's ICP matched against)
         self.last_motion: tuple[np.ndarray, np.ndarray] | None = None  # (R, t) of the last ICP
 
     # --- one frame -------------------------------------------------------------------------

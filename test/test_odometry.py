@@ -68,3 +68,42 @@ def test_off_surface_tells_a_moved_object_from_a_changed_mask(orbit):
     assert off_surface(half, R, t, before, 0.01) < 0.1
     moved = pts + np.array([0.0, -0.03, 0.0])  # lifted 3 cm (camera y points down)
     assert off_surface(moved, R, t, before, 0.01) > 0.5
+
+
+def test_tracker_takes_the_cameras_motion_from_the_depth(orbit):
+    """One object (no centroid fit possible) seen by the moving camera: with the depth images
+    the tracker moves the track by the ICP motion, so the object is still and, with
+    estimate_every 2, skips the model every other frame; its published pose follows the
+    camera. Without the depth (or with the depth not used) there is no camera motion: the
+    object is estimated every frame."""
+    from posediff_ros.runtime.base import PoseBatch
+    from posediff_ros.tracking import Observation, Tracker, TrackerConfig
+
+    K, a, b, R, t = orbit
+    g = max(a.instances, key=lambda g: (a.mask == g.instance_id).sum())
+    truth = {0: (g.rotation, g.translation), 1: (R @ g.rotation, R @ g.translation + t)}
+    asked = []
+
+    def run(depth_used: bool) -> list:
+        tracker, out = Tracker(TrackerConfig(warm_start=False, estimate_every=2)), []
+        for k in range(6):  # the camera goes back and forth between the two views
+            frame = (a, b)[k % 2]
+            obs = [Observation(g.instance_id, g.class_id,
+                               _object_points(frame, K, g.instance_id))]
+
+            def predict(points, classes, warm, k=k):
+                asked.append(k)
+                Rt, tt = truth[k % 2]
+                return PoseBatch(Rt[None], tt[None], np.full((1, 3), 0.1), np.array([0.9]))
+
+            out += tracker.step(obs, predict, k / 15, depth=_metres(frame) if depth_used
+                                else None, K=K)
+        return out
+
+    out = run(True)
+    assert asked == [0, 1, 2, 4], asked  # 2 estimates first, then every 2nd frame
+    for k, p in enumerate(out):
+        assert np.linalg.norm(p.translation - truth[k % 2][1]) < 0.005, (k, p.estimated)
+    asked.clear()
+    run(False)
+    assert asked == list(range(6))

@@ -6,8 +6,11 @@ changes (a segmenter that cuts off a part, bleeds onto the table, or misses a ha
 frame), by 2 mm typically and by centimetres now and then on the generated sequences, and a
 rigid fit of 3-5 such centroids passes that noise to every track as "camera motion". The
 depth image itself (table, background, objects) moves rigidly with the camera, thousands of
-points that no mask touches. The centroid fit still starts the ICP (it converges from a few
-centimetres) and still decides which objects moved on their own.
+points that no mask touches. On the validation sequences (seeds 7,100,000+) the motion's
+error where the objects are was 0.2 mm p50 for a still camera and 0.3-2 mm for an orbiting
+or hand-held one, against 1.6-11 mm for the centroid fit. ICP starts from the previous
+frame's motion (a camera keeps moving); the centroids still say which objects moved on
+their own, checked against the surface (`off_surface`).
 
 Each iteration moves the previous frame's points (a grid, every `stride`-th pixel) by the
 current motion, projects them into the new image, pairs each with the new image's point and

@@ -54,7 +54,8 @@ class FilterNoise:
     """Process noise of the constant-velocity model (std of white acceleration). Small: the
     tracker moves each track by the camera's motion first (egomotion.py), so what is left is
     the object's own motion, none for an object standing on a table (tuned on validation
-    sequences, seeds 5,000,000+; docs/RESULTS.md)."""
+    sequences: accel and angular_accel on seeds 5,000,000+, the initial spreads on
+    7,100,000+ (data/sequences_val_v2); docs/RESULTS.md)."""
 
     accel: float = 0.01  # m/s^2
     angular_accel: float = 0.03  # rad/s^2

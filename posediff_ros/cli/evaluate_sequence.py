@@ -103,6 +103,25 @@ def _set_field(cfg, item: str) -> None:
     setattr(cfg, name, new)
 
 
+def tracker_config(args, backend_warm_start: bool):
+    """The TrackerConfig the options ask for (the defaults, the node's, otherwise)."""
+    from posediff_ros.tracking import TrackerConfig
+
+    cfg = TrackerConfig(smoothing=not args.raw,
+                        warm_start=not args.no_warm_start and backend_warm_start)
+    for name in ("warm_t0", "warm_steps", "warm_from", "reinit_period", "estimate_every"):
+        if getattr(args, name) is not None:
+            setattr(cfg, name, getattr(args, name))
+    cfg.camera_motion = not args.no_camera_motion
+    cfg.depth_odometry = not args.no_depth_odometry
+    for name in ("robust_chi2", "accel", "angular_accel"):
+        if getattr(args, name) is not None:
+            setattr(cfg.noise, name, getattr(args, name))
+    for item in args.set:
+        _set_field(cfg, item)
+    return cfg
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="posediff-eval --sequence",
                                  description=__doc__.split("\n\n")[0])
@@ -143,7 +162,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from posediff_ros.data.sequences import list_sequences
     from posediff_ros.runtime import DEFAULT_MODEL, load_backend
-    from posediff_ros.tracking import TrackerConfig
 
     seq_dirs = list_sequences(args.sequence)
     if not seq_dirs:
@@ -159,28 +177,7 @@ def main(argv: list[str] | None = None) -> int:
 
     backend = load_backend(args.backend, model, device=args.device)
     calibration = load_for_model(model) if model != "random" else None
-    cfg = TrackerConfig(smoothing=not args.raw,
-                        warm_start=not args.no_warm_start and backend.warm_start)
-    if args.warm_t0 is not None:
-        cfg.warm_t0 = args.warm_t0
-    if args.warm_steps is not None:
-        cfg.warm_steps = args.warm_steps
-    if args.warm_from is not None:
-        cfg.warm_from = args.warm_from
-    if args.reinit_period is not None:
-        cfg.reinit_period = args.reinit_period
-    cfg.camera_motion = not args.no_camera_motion
-    cfg.depth_odometry = not args.no_depth_odometry
-    if args.estimate_every is not None:
-        cfg.estimate_every = args.estimate_every
-    if args.robust_chi2 is not None:
-        cfg.noise.robust_chi2 = args.robust_chi2
-    if args.accel is not None:
-        cfg.noise.accel = args.accel
-    if args.angular_accel is not None:
-        cfg.noise.angular_accel = args.angular_accel
-    for item in args.set:
-        _set_field(cfg, item)
+    cfg = tracker_config(args, backend.warm_start)
     modes = [m for m in args.modes.split(",") if m]
     results = evaluate(seq_dirs, backend, modes, args.mask_ids, cfg, args.seed, calibration,
                        progress=lambda s: print(s, file=sys.stderr))

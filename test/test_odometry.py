@@ -54,7 +54,7 @@ def _object_points(frame, K, instance, keep=None):
 def test_off_surface_tells_a_moved_object_from_a_changed_mask(orbit):
     """An object that stayed: its points (undone by the camera's motion) lie on the previous
     frame's surface, also when its mask lost its left half (a centroid jump of centimetres).
-    The same points 3 cm away (it was moved): most of them are off it."""
+    The same points 3 cm away (it was moved): many of them are off it."""
     K, a, b, R, t = orbit
     cfg = OdometryConfig()
     before = prepare(_metres(a), K, cfg)[-1]
@@ -67,7 +67,9 @@ def test_off_surface_tells_a_moved_object_from_a_changed_mask(orbit):
     assert np.linalg.norm(half.mean(0) - pts.mean(0)) > 0.01  # its centroid jumped
     assert off_surface(half, R, t, before, 0.01) < 0.1
     moved = pts + np.array([0.0, -0.03, 0.0])  # lifted 3 cm (camera y points down)
-    assert off_surface(moved, R, t, before, 0.01) > 0.5
+    # about half of them (some land on where the object itself was, within 1 cm): beyond
+    # the fraction the tracker calls moved
+    assert off_surface(moved, R, t, before, 0.01) > 1.5 * cfg.moved_fraction
 
 
 def test_tracker_takes_the_cameras_motion_from_the_depth(orbit):

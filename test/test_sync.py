@@ -167,19 +167,24 @@ def test_slot_keeps_only_the_newest():
 
 
 def test_slot_with_a_slow_consumer_never_queues():
-    slot, seen = LatestSlot(), []
+    """The consumer takes one item per three puts: it waits for the producer's progress, not
+    for a clock (sleeps stretch under load and let a slow consumer keep up)."""
+    slot, seen, progress = LatestSlot(), [], threading.Condition()
+    produced = 0
 
     def consume():
-        while (item := slot.take(timeout=1.0)) is not None:
+        while (item := slot.take(timeout=5.0)) is not None:
             seen.append(item)
-            time.sleep(0.02)  # slower than the producer
+            with progress:  # slower than the producer: three more puts before the next take
+                progress.wait_for(lambda: produced >= min(item + 4, 50), timeout=5.0)
 
     worker = threading.Thread(target=consume)
     worker.start()
     for i in range(50):
         slot.put(i)
-        time.sleep(0.002)
-    time.sleep(0.05)
+        with progress:
+            produced = i + 1
+            progress.notify_all()
     slot.close()
     worker.join(timeout=5)
     assert not worker.is_alive()

@@ -26,6 +26,8 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("sequence", default_value="handheld",
                               description="camera plays a moving sequence: static | orbit | "
                                           "handheld | pick_place; empty = random scenes"),
+        DeclareLaunchArgument("sequence_frames", default_value="45",
+                              description="frames of the sequence (all rendered at start)"),
         DeclareLaunchArgument("publish_overlay", default_value="true"),
         DeclareLaunchArgument("rviz", default_value="false"),
         DeclareLaunchArgument(
@@ -41,6 +43,7 @@ def generate_launch_description() -> LaunchDescription:
             "ring_size": LaunchConfiguration("ring_size"),
             "seed": LaunchConfiguration("seed"),
             "sequence": LaunchConfiguration("sequence"),
+            "sequence_frames": LaunchConfiguration("sequence_frames"),
         }],
         additional_env={"FASTDDS_DEFAULT_PROFILES_FILE": LaunchConfiguration("dds_profile")},
     )

@@ -57,12 +57,13 @@ def start_nodes(args, model: str) -> tuple[list[subprocess.Popen], str]:
         cmd = launch + [str(share_file("launch", "demo.launch.py")), f"model:={model}",
                         f"rate:={args.rate}", f"num_objects:={args.num_objects}",
                         f"seed:={args.seed}", f"sequence:={args.sequence}",
-                        "publish_overlay:=true"]
+                        f"sequence_frames:={args.sequence_frames}", "publish_overlay:=true"]
         return [subprocess.Popen(cmd, **kw)], "ros2 launch demo.launch.py"
     py = [sys.executable, "-m"]
     camera = py + ["posediff_ros.ros.synthetic_camera", "--ros-args", "-p", f"rate:={args.rate}",
                    "-p", f"num_objects:={args.num_objects}", "-p", f"seed:={args.seed}",
-                   "-p", f"sequence:={args.sequence}"]
+                   "-p", f"sequence:={args.sequence}",
+                   "-p", f"sequence_frames:={args.sequence_frames}"]
     node = py + ["posediff_ros.ros.node", "--ros-args", "--params-file",
                  str(share_file("config", "pose.yaml")), "-p", f"model_path:={model}",
                  "-p", "publish_overlay:=true"]
@@ -190,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sequence", default="handheld",
                    help="camera motion: static | orbit | handheld | pick_place; '' = random "
                         "scenes (objects jump: no tracking to see)")
+    p.add_argument("--sequence-frames", type=int, default=45,
+                   help="frames of the sequence, all rendered (~0.4 CPU-s each at 640x480) "
+                        "before the camera starts; fewer start sooner")
     p.add_argument("--model", default="", help="model JSON or 'random' (default: bundled)")
     p.add_argument("--out", default="out", help="folder for the overlay PNG")
     p.add_argument("--no-launch", action="store_true", help="plain processes, not ros2 launch")

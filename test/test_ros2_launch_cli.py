@@ -24,7 +24,8 @@ def test_ros2_launch_by_package_name_publishes_poses(rclpy_context):
 
     launch = subprocess.Popen(
         [ROS2, "launch", "posediff_ros", "demo.launch.py", "namespace:=cli_launch",
-         "rate:=4.0", "num_objects:=3", "ring_size:=2", "publish_overlay:=false"],
+         # the default hand-held sequence, 4 frames (all are rendered before the first one)
+         "rate:=4.0", "num_objects:=3", "sequence_frames:=4", "publish_overlay:=false"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
         start_new_session=True,  # its own process group: SIGINT reaches launch and its nodes
     )

@@ -194,6 +194,8 @@ def test_parity_under_other_cpu_kernels(capability):
     env.pop("PYTEST_XDIST_WORKER", None)
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+         # launch_testing imports every test module of the folder to look for launch tests
+         "-p", "no:launch_testing", "-p", "no:launch_ros",
          # onnxruntime against torch: the fused module runs the same ATen kernels as torch
          "-k", "(test_backend_matches_torch and onnxruntime-options0) or "
                "test_torch_kernels_in_use",

@@ -41,13 +41,28 @@ def make_pipeline(subsets: int = 1, num_samples: int = 1) -> Pipeline:
     return Pipeline(backend, PipelineConfig(subsets=subsets))
 
 
-def child(out: str, subsets: int, num_samples: int) -> None:
-    """In a new process: only frame 11, nothing before it."""
-    np.save(out, poses(make_pipeline(subsets, num_samples), 11))
+CONFIGS = [(1, 1), (3, 2)]  # (point subsets, samples per object)
 
 
-@pytest.mark.parametrize("subsets,num_samples", [(1, 1), (3, 2)])
-def test_same_frame_same_poses_in_any_order_and_process(tmp_path, subsets, num_samples):
+def child(out: str) -> None:
+    """In a new process: only frame 11, nothing before it, for every configuration."""
+    np.savez(out, **{f"{s}-{n}": poses(make_pipeline(s, n), 11) for s, n in CONFIGS})
+
+
+@pytest.fixture(scope="module")
+def other_process(tmp_path_factory) -> dict[str, np.ndarray]:
+    """Frame 11's poses computed in one new interpreter (one process start for all configs)."""
+    out = tmp_path_factory.mktemp("child") / "child.npz"
+    code = (f"import sys; sys.path.insert(0, {str(HERE)!r}); import test_reproducible as t; "
+            f"t.child({str(out)!r})")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=600)
+    with np.load(out) as saved:
+        return dict(saved)
+
+
+@pytest.mark.xdist_group("reproducible_child")  # the one child process on one worker
+@pytest.mark.parametrize("subsets,num_samples", CONFIGS)
+def test_same_frame_same_poses_in_any_order_and_process(other_process, subsets, num_samples):
     pipeline = make_pipeline(subsets, num_samples)
     first = poses(pipeline, 11)
     poses(pipeline, 12)  # another frame in between
@@ -56,11 +71,7 @@ def test_same_frame_same_poses_in_any_order_and_process(tmp_path, subsets, num_s
     poses(other, 12)
     poses(other, 13)
     np.testing.assert_array_equal(poses(other, 11), first)
-    out = tmp_path / "child.npy"
-    code = (f"import sys; sys.path.insert(0, {str(HERE)!r}); import test_reproducible as t; "
-            f"t.child({str(out)!r}, {subsets}, {num_samples})")
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=600)
-    np.testing.assert_array_equal(np.load(out), first)
+    np.testing.assert_array_equal(other_process[f"{subsets}-{num_samples}"], first)
 
 
 @pytest.mark.ros

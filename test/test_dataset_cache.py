@@ -155,13 +155,25 @@ def _data_objects(cache_dir, meta):
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0] if k != "seed"}
 
 
-def test_cache_from_datasets_mixed_with_generated(datasets, tmp_path):
+@pytest.fixture(scope="module")
+def mixed_cache(datasets, tmp_path_factory) -> Path:
+    """posediff-cache over both data sets plus generated objects (built once: the tests below
+    check it and fine-tune on it)."""
+    real, house, _ = datasets
+    out = tmp_path_factory.mktemp("mixed") / "cache"
+    cache_main(["--out", str(out), "--dataset", str(real), "--dataset", str(house),
+                "--generated-fraction", "0.25", "--frames-per-shard", "3", "--shard-size", "8",
+                "--points", "256", "--workers", "1", "--no-mask-errors"])
+    return out
+
+
+MIXED = pytest.mark.xdist_group("dataset_cache_mixed")  # one worker builds the cache once
+
+
+@MIXED
+def test_cache_from_datasets_mixed_with_generated(datasets, mixed_cache):
     real, house, truth = datasets
-    out = tmp_path / "cache"
-    args = ["--out", str(out), "--dataset", str(real), "--dataset", str(house),
-            "--generated-fraction", "0.25", "--frames-per-shard", "3", "--shard-size", "8",
-            "--points", "256", "--workers", "1", "--no-mask-errors"]
-    cache_main(args)
+    out = mixed_cache
     meta = json.loads((out / "meta.json").read_text())
     kinds = [s.get("kind", s["source"]) for s in meta["sources"]]
     assert kinds == ["nocs", "housecat6d", "generated"]
@@ -230,11 +242,9 @@ HAS_INIT = any(f == "init" for f in TrainConfig.__dataclass_fields__)
 
 @pytest.mark.skipif(not HAS_INIT, reason="posediff-train --init comes with branch i17, "
                                         "not merged into main yet")
-def test_fine_tune_the_bundled_model_on_the_mixed_cache(datasets, tmp_path):
-    real, house, _ = datasets
-    cache = tmp_path / "cache"
-    cache_main(["--out", str(cache), "--dataset", str(real), "--dataset", str(house),
-                "--generated-fraction", "0.5", "--points", "512", "--workers", "1"])
+@MIXED
+def test_fine_tune_the_bundled_model_on_the_mixed_cache(mixed_cache, tmp_path):
+    cache = mixed_cache
     run = tmp_path / "run"
     train_main(["--init", str(DEFAULT_MODEL), "--train_cache", str(cache),
                 "--val_cache", str(cache),

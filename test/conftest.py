@@ -30,6 +30,10 @@ if _worker.startswith("gw"):
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
+# generated artefacts (ONNX graphs of the nodes' models, the held-out accuracy set) are cached
+# in the checkout, named by content hash (weights + settings, generator version): a warm run
+# reuses them, a changed input gets new ones, a fresh clone builds them, ~/.cache stays as is
+os.environ.setdefault("POSEDIFF_CACHE", str(REPO / ".pytest_cache" / "posediff"))
 
 
 def pytest_addoption(parser):

@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import time
+from pathlib import Path
 
 import pytest
 from conftest import start_ros_module
@@ -84,7 +85,8 @@ def _model_files(tmp_path):
     good = save_model(PoseNet(PoseNetConfig(feat_dim=64, hidden=64)), tmp_path / "good.json")
     cfg = json.loads(good.read_text())
     weights = tmp_path / cfg["weights"]
-    cases = {"missing": (tmp_path / "absent.json", "does not exist")}
+    absent = Path("/nonexistent/model.json")  # a missing folder, named in full
+    cases = {"missing": (absent, f"{absent} does not exist")}
 
     def variant(name, change, weights_bytes=None):
         c = dict(cfg)
@@ -133,8 +135,6 @@ def test_broken_model_files_fail_at_start_with_a_clear_line(tmp_path):
 def test_model_loading_never_unpickles():
     """Weights are safetensors + JSON: no pickle, torch.load or np.load(allow_pickle) in the
     code that loads models or runs the node."""
-    from pathlib import Path
-
     root = Path(__file__).resolve().parents[1] / "posediff_ros"
     files = [*root.glob("model/*.py"), *root.glob("runtime/*.py"), *root.glob("ros/*.py"),
              root / "pipeline.py"]

@@ -111,3 +111,19 @@ def stop_group(proc: subprocess.Popen, timeout: float = 30.0) -> str:
         os.killpg(proc.pid, signal.SIGKILL)
         out, _ = proc.communicate()
     return out or ""
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups (--dist loadgroup)
+def pytest_collection_modifyitems(items):
+    """Tests that share a module-scoped fixture (processes, a built cache, a model) run on one
+    worker: xdist_group(<module>), unless they name a group themselves. Otherwise every worker
+    that gets one of them builds the fixture again (three cameras + nodes for test_node_outputs'
+    three tests on three workers)."""
+    for item in items:
+        if item.get_closest_marker("xdist_group"):
+            continue
+        defs = getattr(item, "_fixtureinfo", None)
+        scopes = {d.scope for fixture in (defs.name2fixturedefs.values() if defs else ())
+                  for d in fixture}
+        if "module" in scopes:
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))

@@ -167,10 +167,6 @@ def mixed_cache(datasets, tmp_path_factory) -> Path:
     return out
 
 
-MIXED = pytest.mark.xdist_group("dataset_cache_mixed")  # one worker builds the cache once
-
-
-@MIXED
 def test_cache_from_datasets_mixed_with_generated(datasets, mixed_cache):
     real, house, truth = datasets
     out = mixed_cache
@@ -242,7 +238,6 @@ HAS_INIT = any(f == "init" for f in TrainConfig.__dataclass_fields__)
 
 @pytest.mark.skipif(not HAS_INIT, reason="posediff-train --init comes with branch i17, "
                                         "not merged into main yet")
-@MIXED
 def test_fine_tune_the_bundled_model_on_the_mixed_cache(mixed_cache, tmp_path):
     cache = mixed_cache
     run = tmp_path / "run"

@@ -8,7 +8,11 @@ The scene (seed 9: mug, bowl, bottle) is one the model itself gets right from ev
 of the orbit, so an error here is a pairing error: offline, over 3 point subsets x 14 views,
 the per-frame median error is at most 2.2 deg / 1.1 cm with the right mask, while the mask of
 2 or 3 frames earlier (a segmenter 30-80 ms behind at 30 Hz) fails the tolerances in 10 of 12
-and 11 of 11 views. (Seed 4 has two mugs whose handle side flips in one view: a model error.)"""
+and 11 of 11 views. (Seed 4 has two mugs whose handle side flips in one view: a model error.)
+The node estimates every object every frame (`estimate_every:=1`, README's setting for a
+moving camera): with the default 3 the filter's pose between estimates trails an orbit of 8
+degrees per frame (issue 14's open orbit loss), 2 of 77 frames 2.1-2.2 cm off in one run,
+which is not what this test is about."""
 
 import subprocess
 from pathlib import Path
@@ -68,7 +72,7 @@ def test_orbiting_camera_through_a_late_lossy_segmenter_pairs_every_frame_right(
                    namespace=f"{NS}/in")
     relay = start("posediff_ros.ros.relay", "seed:=1", namespace=NS)
     node = start("posediff_ros.ros.node", "min_points:=30", "publish_tf:=false",
-                 "log_period:=5.0", namespace=NS)
+                 "log_period:=5.0", "estimate_every:=1", namespace=NS)
     context = rclpy.Context()
     rclpy.init(context=context)
     collector = Collector(namespace=f"/{NS}", context=context)

@@ -115,8 +115,7 @@ def _backproject_planar(pixels: ObjectPixels, at: np.ndarray, K_inv: np.ndarray
     threads wake up)."""
     v, u = np.divmod(pixels.index[at], pixels.width)
     z = pixels.z[at].astype(np.float64)
-    Ki = K_inv
-    return tuple((Ki[r, 0] * u + Ki[r, 1] * v + Ki[r, 2]) * z for r in range(3))
+    return tuple((K_inv[r, 0] * u + K_inv[r, 1] * v + K_inv[r, 2]) * z for r in range(3))
 
 
 def _backproject(pixels: ObjectPixels, at: np.ndarray, K_inv: np.ndarray) -> np.ndarray:

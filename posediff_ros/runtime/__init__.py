@@ -37,12 +37,12 @@ def _default_model() -> Path:
 DEFAULT_MODEL: Path = _default_model()
 
 
-def _lazy(module: str) -> Callable[..., Backend]:
-    """factory() of a backend module, imported on first use (keeps optional packages lazy)."""
+def _lazy(module: str, factory: str = "factory") -> Callable[..., Backend]:
+    """`factory` of a backend module, imported on first use (keeps optional packages lazy)."""
 
     def make(model_path, device: str, settings: SamplerSettings | None, **options) -> Backend:
-        return import_module(f".{module}", __name__).factory(model_path, device, settings,
-                                                             **options)
+        make_backend = getattr(import_module(f".{module}", __name__), factory)
+        return make_backend(model_path, device, settings, **options)
 
     return make
 
@@ -51,8 +51,7 @@ BACKENDS: dict[str, Callable[..., Backend]] = {
     "torch": torch_backend.factory,
     "torch-fused": _lazy("fused_backend"),  # one module; CUDA graphs / autocast options
     "onnxruntime": _lazy("onnx_backend"),
-    "onnxruntime-int8": lambda *a, **kw: import_module(".onnx_backend", __name__).int8_factory(
-        *a, **kw),  # the encoder's matrix products in int8
+    "onnxruntime-int8": _lazy("onnx_backend", "int8_factory"),  # the encoder in int8
     "tensorrt": _lazy("tensorrt_backend"),
 }
 

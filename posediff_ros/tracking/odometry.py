@@ -116,16 +116,11 @@ def _icp_level(before: DepthLevel, now: DepthLevel, R, t, max_distance: float,
     st = config.stride
     src = before.vertices[::st, ::st].reshape(-1, 3)
     src = src[np.isfinite(src).all(axis=1)]
-    h, w = now.vertices.shape[:2]
-    fx, fy, cx, cy = now.K[0, 0], now.K[1, 1], now.K[0, 2], now.K[1, 2]
     pairs = 0
     for _ in range(config.iterations):
         p = src @ R.T + t
-        with np.errstate(invalid="ignore", divide="ignore"):
-            u = np.rint(p[:, 0] / p[:, 2] * fx + cx)
-            v = np.rint(p[:, 1] / p[:, 2] * fy + cy)
-        inside = (p[:, 2] > 0) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
-        p, u, v = p[inside], u[inside].astype(np.int64), v[inside].astype(np.int64)
+        inside, v, u = _pixels(p, now)
+        p = p[inside]
         q, n = now.vertices[v, u], now.normals[v, u]
         ok = np.isfinite(q).all(axis=1) & np.isfinite(n).all(axis=1)
         ok[ok] = np.linalg.norm(p[ok] - q[ok], axis=1) < max_distance
@@ -136,13 +131,25 @@ def _icp_level(before: DepthLevel, now: DepthLevel, R, t, max_distance: float,
         r = np.einsum("ij,ij->i", n, p - q)
         J = np.concatenate([n, np.cross(p, n)], axis=1)  # d r / d (dt, dw)
         wgt = np.minimum(1.0, config.huber / np.maximum(np.abs(r), 1e-12))
-        A = (J * wgt[:, None]).T @ J
-        x = -np.linalg.solve(A + 1e-9 * np.eye(6), (J * wgt[:, None]).T @ r)
+        Jw = J * wgt[:, None]
+        x = -np.linalg.solve(Jw.T @ J + 1e-9 * np.eye(6), Jw.T @ r)
         dR = so3_exp(x[3:])
         R, t = dR @ R, dR @ t + x[:3]
         if np.linalg.norm(x[:3]) < config.tolerance and np.linalg.norm(x[3:]) < config.tolerance:
             break
     return R, t, pairs
+
+
+def _pixels(p: np.ndarray, level: DepthLevel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where points (N, 3) project into a level's image (nearest pixel): which of them land
+    inside it (in front of the camera), and the rows and columns of those that do."""
+    h, w = level.vertices.shape[:2]
+    K = level.K
+    with np.errstate(invalid="ignore", divide="ignore"):
+        u = np.rint(p[:, 0] / p[:, 2] * K[0, 0] + K[0, 2])
+        v = np.rint(p[:, 1] / p[:, 2] * K[1, 1] + K[1, 2])
+    inside = (p[:, 2] > 0) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+    return inside, v[inside].astype(np.int64), u[inside].astype(np.int64)
 
 
 def off_surface(points: np.ndarray, R: np.ndarray, t: np.ndarray, before: DepthLevel,
@@ -153,14 +160,8 @@ def off_surface(points: np.ndarray, R: np.ndarray, t: np.ndarray, before: DepthL
     where the object was), large for one that was moved. Points that fall outside the
     previous image or on a pixel without depth do not count either way."""
     p = (np.asarray(points, np.float64) - t) @ R  # R^T (p - t): back in the previous frame
-    h, w = before.vertices.shape[:2]
-    K = before.K
-    with np.errstate(invalid="ignore", divide="ignore"):
-        u = np.rint(p[:, 0] / p[:, 2] * K[0, 0] + K[0, 2])
-        v = np.rint(p[:, 1] / p[:, 2] * K[1, 1] + K[1, 2])
-    inside = (p[:, 2] > 0) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
-    q = before.vertices[v[inside].astype(np.int64), u[inside].astype(np.int64)]
-    n = before.normals[v[inside].astype(np.int64), u[inside].astype(np.int64)]
+    inside, v, u = _pixels(p, before)
+    q, n = before.vertices[v, u], before.normals[v, u]
     seen = np.isfinite(q).all(axis=1)
     if not seen.any():
         return 0.0

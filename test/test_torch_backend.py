@@ -75,18 +75,17 @@ def test_pose_covariance_matches_numpy_float64(spread_deg):
     from posediff_ros.runtime.postprocess import mean_pose, pose_covariance
 
     rot, trans = spread_samples(12, spread_deg, seed=int(spread_deg))
-    r32, t32 = torch.tensor(rot[None], dtype=torch.float32), torch.tensor(trans[None],
-                                                                          dtype=torch.float32)
-    got = pose_covariance(r32, t32, *mean_pose(r32, t32))[0].numpy()
-    want = reference.pose_covariance(r32[0].double().numpy(), t32[0].double().numpy())
+    r32, t32 = rot[None].astype(np.float32), trans[None].astype(np.float32)
+    got = pose_covariance(r32, t32, *mean_pose(r32, t32))[0]
+    want = reference.pose_covariance(r32[0].astype(np.float64), t32[0].astype(np.float64))
     np.testing.assert_allclose(got, want, rtol=0, atol=2 * np.pi * 16 * 2.0**-24)
     # translation block first, with the per-axis spreads (m^2) that were drawn
-    assert np.diag(got)[:3] == pytest.approx(np.var(t32[0].numpy(), axis=0, ddof=1), rel=1e-5)
+    assert np.diag(got)[:3] == pytest.approx(np.var(t32[0], axis=0, ddof=1), rel=1e-5)
 
 
 def test_agreement_score_matches_numpy_float64():
     """exp(-angle between the y axes / 20 deg) * exp(-|dt| / (0.5 scale)), computed here with
-    numpy from the definition."""
+    numpy from the definition: postprocess's (numpy) and the graph's (torch) copies."""
     from scipy.spatial.transform import Rotation
 
     from posediff_ros.runtime.postprocess import agreement_score
@@ -101,8 +100,13 @@ def test_agreement_score_matches_numpy_float64():
     cos = np.clip(np.einsum("bi,bi->b", r_a[:, :, 1], r_b[:, :, 1]), -1, 1)
     want = (np.exp(-np.degrees(np.arccos(cos)) / 20.0)
             * np.exp(-np.linalg.norm(t_a - t_b, axis=1) / scale / 0.5))
-    got = agreement_score(*(torch.tensor(a) for a in (r_a, t_a, r_b, t_b, scale))).numpy()
+    got = agreement_score(r_a, t_a, r_b, t_b, scale)
     np.testing.assert_allclose(got, want, rtol=1e-9)
+    # the same formula traced into the exported graph (torch ops), in float64
+    from posediff_ros.runtime.graph import agreement_score as graph_score
+
+    traced = graph_score(*(torch.tensor(a) for a in (r_a, t_a, r_b, t_b, scale))).numpy()
+    np.testing.assert_allclose(traced, want, rtol=1e-9)
     assert 0.01 < want.min() and want.max() < 0.95  # not saturated: a wrong scale shows
 
 

@@ -32,6 +32,7 @@ from ..metrics import accuracy_table, object_errors
 from ..model.baseline import GenPoseBaseline
 from ..model.posenet import RANDOM, PoseNet, load_any
 from ..runtime import load_backend
+from ..runtime.graph_cache import ModelSource
 from ..runtime.onnx_backend import OnnxBackend
 from ..runtime.torch_backend import TorchBackend
 
@@ -413,14 +414,14 @@ def measure_configure(model, steps: int, threads: int | None) -> dict:
     new = stored.override(steps=steps + 3)
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
-        a = OnnxBackend(model, None, settings=stored,
+        a = OnnxBackend(ModelSource.of_network(model), settings=stored,
                         threads=threads, cache_dir=tmp)
         t0 = time.perf_counter()
         a.configure(new)
         out["export_and_load_ms"] = (time.perf_counter() - t0) * 1e3
         path = a.graph_paths(new)[0]
         out["onnx_mb"] = round(path.stat().st_size / 1e6, 2)
-        b = OnnxBackend(model, None, settings=stored,
+        b = OnnxBackend(ModelSource.of_network(model), settings=stored,
                         threads=threads, cache_dir=tmp)
         t0 = time.perf_counter()
         b.configure(new)

@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
 
 @dataclass(frozen=True)
@@ -138,6 +137,7 @@ def _plane_pixels(depth: np.ndarray, K: np.ndarray, box: Box, plane: np.ndarray,
     """Pixels of the box that are the support: behind the plane, or on it and connected to
     the plane around the box (a bowl's or mug's inside floor, on the table's height but
     enclosed by the rim, stays)."""
+    from scipy import ndimage  # box mode only: the node starts without scipy
     rows, cols = box.slices(depth.shape, grow=cfg.margin)
     inner_r, inner_c = box.slices(depth.shape)
     z = depth[rows, cols]
@@ -157,6 +157,7 @@ def _plane_pixels(depth: np.ndarray, K: np.ndarray, box: Box, plane: np.ndarray,
 def _connected_to_mode(z: np.ndarray, keep: np.ndarray, z_mode: float,
                        cfg: BoxCutConfig) -> np.ndarray:
     """The 8-connected part of `keep` (split at depth jumps) holding most mode pixels."""
+    from scipy import ndimage  # box mode only: the node starts without scipy
     zf = np.where(keep, z, 0.0)
     edge = np.zeros_like(keep)  # both pixels of a neighbour pair a depth jump apart
     for axis in (0, 1):

@@ -7,52 +7,29 @@ predicted in those units (t = c + s * offset, size = s * size_n). The view direc
 log s are appended to the condition vector (which side is visible, and absolute scale).
 """
 
-import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
-from ..categories import NAMES, NUM_CLASSES
+from ..categories import NUM_CLASSES
+from .config import (
+    FORMAT_VERSION,
+    RANDOM,
+    ModelFileError,
+    PoseNetConfig,
+    checked_weights,
+    file_sha256,
+    read_config,
+)
 from .encoder import build_encoder
 from .heads import POSE_DIM, RegressionHead, ScoreHead
 from .rotation import geodesic_angle, matrix_to_rot6d, rot6d_to_matrix
 from .sampler import SamplerSettings, make_schedule, sample
 from .sde import VESDE
-
-FORMAT_VERSION = 1
-
-
-@dataclass
-class PoseNetConfig:
-    format_version: int = FORMAT_VERSION
-    categories: list[str] = field(default_factory=lambda: list(NAMES))
-    encoder: str = "pointnet"
-    num_points: int = 256
-    feat_dim: int = 512
-    emb_dim: int = 64
-    hidden: int = 256
-    normalisation: str = "centroid_rms"
-    sigma_min: float = 0.01
-    sigma_max: float = 50.0
-    sampler: SamplerSettings = field(default_factory=SamplerSettings)  # tuned defaults
-    training: dict = field(default_factory=dict)  # command, data seeds, steps, metrics
-    notes: dict = field(default_factory=dict)  # e.g. how the sampler defaults were chosen
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "PoseNetConfig":
-        d = dict(d)
-        d.pop("weights", None)
-        d.pop("weights_sha256", None)
-        d["sampler"] = SamplerSettings(**d.get("sampler", {}))
-        return cls(**d)
-
-
-class ModelFileError(RuntimeError):
-    """A model file is missing, unreadable, of another format version or does not fit."""
 
 
 class PoseNet(nn.Module):
@@ -152,10 +129,6 @@ def pose_target(rot: torch.Tensor, trans: torch.Tensor, centroid, scale) -> torc
 # --- save / load ---------------------------------------------------------------------------
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def save_model(model: PoseNet, json_path: str | Path, training: dict | None = None) -> Path:
     """Write <name>.safetensors + <name>.json; the JSON names the weights and their sha256."""
     from safetensors.torch import save_file
@@ -169,27 +142,9 @@ def save_model(model: PoseNet, json_path: str | Path, training: dict | None = No
     if training is not None:
         cfg["training"] = training
     cfg["weights"] = weights.name
-    cfg["weights_sha256"] = _sha256(weights)
+    cfg["weights_sha256"] = file_sha256(weights)
     json_path.write_text(json.dumps(cfg, indent=2) + "\n")
     return json_path
-
-
-def read_config(json_path: str | Path) -> tuple[PoseNetConfig, dict]:
-    json_path = Path(json_path)
-    if not json_path.is_file():
-        raise ModelFileError(f"model config {json_path} does not exist")
-    try:
-        raw = json.loads(json_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ModelFileError(f"model config {json_path} is not valid JSON ({e})") from None
-    version = raw.get("format_version")
-    if version != FORMAT_VERSION:
-        raise ModelFileError(f"model config {json_path} has format_version {version!r}; "
-                             f"this code reads version {FORMAT_VERSION}")
-    try:
-        return PoseNetConfig.from_dict(raw), raw
-    except TypeError as e:
-        raise ModelFileError(f"model config {json_path} has unexpected fields ({e})") from None
 
 
 def load_model(json_path: str | Path, device: str | torch.device = "cpu") -> PoseNet:
@@ -205,14 +160,9 @@ def load_model(json_path: str | Path, device: str | torch.device = "cpu") -> Pos
         model = PoseNet(cfg)
     except ValueError as e:
         raise ModelFileError(f"model config {json_path}: {e}") from None
-    if raw.get("weights"):
-        weights = json_path.parent / raw["weights"]
-        if not weights.is_file():
-            raise ModelFileError(f"weights file {weights} (named by {json_path}) does not exist")
-        want = raw.get("weights_sha256")
-        if want and _sha256(weights) != want:
-            raise ModelFileError(f"weights file {weights} does not match the sha256 in "
-                                 f"{json_path} (truncated or replaced?)")
+    checked = checked_weights(json_path, raw)
+    if checked is not None:
+        weights = checked[0]
         try:
             state = load_file(str(weights))
         except (SafetensorError, OSError, ValueError) as e:
@@ -224,9 +174,6 @@ def load_model(json_path: str | Path, device: str | torch.device = "cpu") -> Pos
             raise ModelFileError(f"weights file {weights} does not fit the network described "
                                  f"by {json_path}: {msg}") from None
     return model.to(device).eval()
-
-
-RANDOM = "random"  # a model path naming no file: a freshly initialised network
 
 
 def load_any(model_path: str | Path, device: str | torch.device = "cpu") -> PoseNet:

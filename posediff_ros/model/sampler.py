@@ -5,9 +5,11 @@ solvers with one signature `solver(denoise, x, sigmas, w, callback) -> x`. `deno
 returns the denoised estimate D = x + sigma^2 * score. For a fixed step count the loop unrolls
 into a fixed graph (ONNX export traces it).
 
-SamplerSettings is the one description of a sampler run (stored with a model, the defaults of
-every backend and program, changed at run time with override()); make_schedule turns it into
-the noise levels and w_t that the torch model, the exported graph and every backend use.
+SamplerSettings (model/settings.py, torch-free) is the one description of a sampler run
+(stored with a model, the defaults of every backend and program, changed at run time with
+override()); make_schedule turns it into the noise levels and w_t that the torch model, the
+exported graph and every backend use. Its solver and w_t names are SOLVERS' and W_SCHEDULES'
+keys here (test_sampler_settings checks that they match).
 
 Score scaling: the scaled ODE is dx/dsigma = w * (x - D) / sigma (score multiplied by w).
 Each solver integrates that linear part exactly with D held fixed over a (sub)step:
@@ -16,13 +18,13 @@ At w = 1 this is exactly k-diffusion's Euler/DDIM step; for w > 1 a plain Euler 
 overshoot (x - w (x - D) for a big step) and few-step sampling would diverge.
 """
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from .sde import VESDE
+from .settings import START_TIMES, SamplerSettings  # noqa: F401 - re-exported: the config
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Callback = Callable[[dict], None]
@@ -142,65 +144,6 @@ def solve(denoise: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, solver: str 
     """Run the PF-ODE from x at sigmas[0] down to sigmas[-1] with score scaling."""
     w = get_w(w_schedule, sigmas, w_max, sigma_d).to(x.device)
     return get_solver(solver)(denoise, x, sigmas.to(x.device), w, callback)
-
-
-# --- the configuration: one type for the model file, the backends and the programs ---------
-
-# Start modes: what the start noise (at sigma(start time)) is added to, and which field holds
-# the start time. noise: the prior's mean 0, as GenPose; regression: the regression head's
-# pose; warm: a given pose per object (tracking: the object's previous pose), from a small
-# start time with 1-3 steps.
-START_TIMES = {"noise": "t_start", "regression": "t_start_regression", "warm": "t_start_warm"}
-
-
-@dataclass(frozen=True)
-class SamplerSettings:
-    """Few-step score-scaled sampling of the PF-ODE. A model file stores the settings it was
-    tuned with ("sampler" in its JSON); backends and programs start from those and change
-    fields with override() (None = keep). Frozen: a change is a new value (and a graph key)."""
-
-    steps: int = 4
-    solver: str = "euler"  # euler | heun | dpm2
-    w_schedule: str = "exponential"  # exponential | linear | constant | none | tsr
-    w_max: float = 4.0
-    init: str = "noise"  # the start mode, one of START_TIMES
-    t_start: float = 0.55  # init=noise starts here (GenPose: sigma ~1.1)
-    t_end: float = 1e-5
-    t_start_regression: float = 0.25  # init=regression starts here, near the regression pose
-    t_start_warm: float = 0.25  # init=warm starts here, near the given (previous) pose
-    tsr_sigma_d: float = 0.05  # w_schedule=tsr: the data spread its factor assumes
-    num_samples: int = 1  # >1: mean pose + covariance from the spread
-    seed: int | None = 0  # fixed noise -> reproducible poses; None = new noise every call
-
-    def override(self, **changes) -> "SamplerSettings":
-        """These settings with the given fields replaced; None leaves a field as it is."""
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
-
-    @property
-    def start_time(self) -> float:
-        """Diffusion time the ODE starts at, the start mode's."""
-        return getattr(self, START_TIMES[self.init])
-
-    def graph_key(self) -> "SamplerSettings":
-        """What a fixed-step graph bakes in: everything but the seed (the noise is an input)."""
-        return dataclasses.replace(self, seed=None)
-
-    def tag(self) -> str:
-        """Short readable name of a graph's settings (file names)."""
-        return (f"{self.solver}{self.steps}-{self.w_schedule}{self.w_max:g}-n{self.num_samples}"
-                f"-{self.init}")
-
-    def validate(self) -> None:
-        """Raise ValueError naming the bad field; every backend's configure() calls this."""
-        if self.solver not in SOLVERS:
-            raise ValueError(f"unknown solver {self.solver!r}; known: {', '.join(SOLVERS)}")
-        if self.w_schedule not in W_SCHEDULES:
-            raise ValueError(f"unknown w_schedule {self.w_schedule!r}; "
-                             f"known: {', '.join(W_SCHEDULES)}")
-        if self.init not in START_TIMES:
-            raise ValueError(f"unknown init {self.init!r}; known: {', '.join(START_TIMES)}")
-        if self.steps < 1 or self.num_samples < 1:
-            raise ValueError("steps and num_samples must be >= 1")
 
 
 @dataclass

@@ -1,6 +1,8 @@
 """Inference backends behind one protocol (base.Backend). `load_backend(name, model_path)`.
 
 Add a backend by adding an entry to BACKENDS: name -> factory(model_path, device, settings).
+Every backend module is imported on first use: the onnxruntime backends run without torch
+when their graph is cached, so importing this package must not pull torch in.
 """
 
 import os
@@ -9,9 +11,8 @@ from collections.abc import Callable
 from importlib import import_module
 from pathlib import Path
 
-from . import torch_backend
 from .base import Backend, PoseBatch, SamplerSettings
-from .fallback import load_with_fallback
+from .fallback import call_factory, load_with_fallback
 
 MODEL_NAME = "posediff_default.json"
 
@@ -42,13 +43,13 @@ def _lazy(module: str, factory: str = "factory") -> Callable[..., Backend]:
 
     def make(model_path, device: str, settings: SamplerSettings | None, **options) -> Backend:
         make_backend = getattr(import_module(f".{module}", __name__), factory)
-        return make_backend(model_path, device, settings, **options)
+        return call_factory(make_backend, model_path, device, settings, options)
 
     return make
 
 
 BACKENDS: dict[str, Callable[..., Backend]] = {
-    "torch": torch_backend.factory,
+    "torch": _lazy("torch_backend"),
     "torch-fused": _lazy("fused_backend"),  # one module; CUDA graphs / autocast options
     "onnxruntime": _lazy("onnx_backend"),
     "onnxruntime-int8": _lazy("onnx_backend", "int8_factory"),  # the encoder in int8

@@ -5,7 +5,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..model.sampler import SamplerSettings  # what configure() takes
+from ..model.settings import SamplerSettings  # what configure() takes
 
 
 @dataclass

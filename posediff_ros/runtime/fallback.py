@@ -41,7 +41,7 @@ def chain(name: str) -> list[str]:
     return names
 
 
-def _call(factory: Callable, model_path, device, settings, options: dict):
+def call_factory(factory: Callable, model_path, device, settings, options: dict):
     """Pass only the options a factory accepts (the torch factory takes none)."""
     params = inspect.signature(factory).parameters
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
@@ -62,7 +62,7 @@ def load_with_fallback(backends: dict[str, Callable], name: str, model_path, dev
         if candidate not in backends:
             continue
         try:
-            backend = _call(backends[candidate], model_path, use_device, settings, options)
+            backend = call_factory(backends[candidate], model_path, use_device, settings, options)
         except BackendUnavailable as e:
             reasons.append(f"{candidate}: {e}")
             continue

@@ -8,15 +8,26 @@ per-sample poses. B (objects per frame) is a dynamic axis; the noise is an input
 reproducible and comparable with the torch model bit for bit.
 """
 
+import math
+
 import torch
 import torch.nn as nn
 
 from ..model.posenet import PoseNet, pose_to_camera
-from ..model.rotation import rot6d_to_matrix
+from ..model.rotation import rot6d_to_matrix, y_axis_angle
 from ..model.sampler import SamplerSettings, get_solver, make_schedule, start_point
-from .postprocess import agreement_score
 
 INPUTS = ("points", "class_ids", "noise")
+
+
+def agreement_score(r_a, t_a, r_b, t_b, scale) -> torch.Tensor:
+    """postprocess.agreement_score traced into the graph (torch ops); the backend parity
+    tests compare the two."""
+    ang = y_axis_angle(r_a, r_b) * 180 / math.pi
+    dt = (t_a - t_b).norm(dim=-1) / scale
+    return torch.exp(-ang / 20.0) * torch.exp(-dt / 0.5)
+
+
 OUTPUTS = ("rotation", "translation", "size", "score", "samples_rotation",
            "samples_translation", "reg_rotation", "reg_translation", "point_scale")
 # the split graphs (per-stage timing in the benchmark): encoder -> ENC_OUTPUTS -> sampler

@@ -6,6 +6,9 @@ is; otherwise the graph is exported on the fly into the cache dir ($POSEDIFF_CAC
 ~/.cache/posediff_ros/onnx), named by weight hash + sampler settings. configure() with new
 settings loads (or exports once) the graph for them, so steps/solver/w/num_samples/init all
 stay changeable at run time; the seed never needs a new graph (the noise is an input).
+
+Torch is imported only to export a graph that is not there yet (graph_cache.ModelSource): a
+node whose graphs are cached or shipped runs on onnxruntime and numpy alone.
 """
 
 from __future__ import annotations
@@ -17,10 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..model.posenet import load_any
 from .base import PoseBatch, SamplerSettings
 from .fallback import BackendUnavailable
-from .onnx_export import default_cache_dir, ensure_graph, graph_dir, weights_hash
+from .graph_cache import ModelSource, default_cache_dir, find_graph, graph_dir
 from .postprocess import empty_batch, make_noise, to_pose_batch
 
 log = logging.getLogger("posediff_ros.runtime")
@@ -81,11 +83,12 @@ class OnnxBackend:
     name = "onnxruntime"
     warm_start = False  # fixed graphs without a start-pose input: tracking starts cold
 
-    def __init__(self, model, model_path=None, device: str = "cpu",
+    def __init__(self, source: ModelSource, device: str = "cpu",
                  settings: SamplerSettings | None = None, provider: str | None = None,
                  split: bool = False, threads: int | None = None,
                  cache_dir: str | os.PathLike | None = None, quantize: str | None = None):
-        """model: a PoseNet (kept on the CPU to export graphs for new settings). split: run
+        """source: the model (ModelSource.of_file(path), or .of_network(posenet) for one in
+        memory); its network is loaded only to export graphs for new settings. split: run
         the encoder and sampler stages as two graphs and report each stage's time (for the
         benchmark; one fused graph otherwise). threads: onnxruntime intra-op threads.
         quantize: "int8" runs the encoder in int8 (`quantize_encoder`)."""
@@ -97,12 +100,10 @@ class OnnxBackend:
         except ImportError as e:
             raise BackendUnavailable(f"onnxruntime is not installed ({e})") from None
         self._ort = ort
-        self.model = model.cpu().eval()
-        self.model_path = model_path
-        self.num_points = model.cfg.num_points
+        self.source = source
+        self.num_points = source.num_points
         self.device, self.split, self.threads = str(device), split, threads
         self.cache_dir = Path(cache_dir) if cache_dir else None
-        self.whash = weights_hash(self.model)
         trt_cache = (self.cache_dir or default_cache_dir()) / "ort-trt"
         self.providers = providers_for(self.device, provider, trt_cache)
         if self.quantize and self.providers[0] != "CPUExecutionProvider":
@@ -110,7 +111,7 @@ class OnnxBackend:
                         self.providers[0][0])
             self.quantize = None
         self._sessions: dict[tuple, list] = {}
-        self.configure(settings or model.cfg.sampler)  # none given: the model's stored ones
+        self.configure(settings or source.sampler)  # none given: the model's stored ones
 
     @property
     def provider(self) -> str:
@@ -129,11 +130,22 @@ class OnnxBackend:
     def graph_paths(self, settings: SamplerSettings) -> list[Path]:
         gs = settings.graph_key()
         parts = ("encoder", "sampler") if self.split else ("full",)
-        paths = [ensure_graph(self.model, gs, self.model_path, part, self.cache_dir, self.whash)
-                 for part in parts]
+        paths = [self._graph(gs, part) for part in parts]
         if not self.quantize:
             return paths
         return [quantize_encoder(p, self.cache_dir or graph_dir()) for p in paths]
+
+    def _graph(self, settings: SamplerSettings, part: str) -> Path:
+        """The graph of these settings: found in the cache or beside the model (no torch),
+        else exported now (torch, the network loaded once)."""
+        src = self.source
+        path, found = find_graph(src.stem, src.path, src.weights_sha256, settings, part,
+                                 self.cache_dir)
+        if not found:
+            from .onnx_export import export_graph
+
+            export_graph(src.network(), settings, path, part, src.path)
+        return path
 
     def configure(self, settings: SamplerSettings) -> None:
         settings.validate()
@@ -179,7 +191,7 @@ def factory(model_path, device: str = "cpu", settings: SamplerSettings | None = 
         raise BackendUnavailable(f"onnxruntime is not installed ({e})") from None
     keep = {k: options[k] for k in ("provider", "split", "threads", "cache_dir", "quantize")
             if k in options}
-    return OnnxBackend(load_any(model_path), model_path, device, settings, **keep)
+    return OnnxBackend(ModelSource.of_file(model_path), device, settings, **keep)
 
 
 def int8_factory(model_path, device: str = "cpu", settings: SamplerSettings | None = None,

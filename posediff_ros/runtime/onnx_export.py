@@ -1,5 +1,6 @@
-"""ONNX export of the whole fixed-step inference graph (runtime/graph.py), and its on-disk
-cache: graphs named by weights + sampler settings, exported once, found again on the next start.
+"""ONNX export of the whole fixed-step inference graph (runtime/graph.py) into its on-disk
+cache (graph_cache.py, torch-free: graphs named by weights + sampler settings, exported once,
+found again on the next start without importing torch).
 
 Exporter: the TorchScript one (`dynamo=False`). The pipeline is a pure trace (the sampler loop
 has a fixed length per export, no data-dependent control flow), it needs no extra package
@@ -12,7 +13,6 @@ posediff-export (cli/export.py) is the command-line program over this module.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -28,59 +28,20 @@ import torch.nn as nn
 from ..model.posenet import RANDOM, PoseNet
 from ..model.sampler import SamplerSettings, make_schedule
 from .graph import ENC_OUTPUTS, INPUTS, OUTPUTS, InferenceGraph, example_inputs
+from .graph_cache import (  # noqa: F401 - the cache's names, re-exported for the export CLI
+    EXPORT_VERSION,
+    OPSET,
+    PARTS,
+    default_cache_dir,
+    find_graph,
+    graph_dir,
+    graph_path,
+    model_graph_dir,
+    sidecar,
+    weights_hash,
+)
 
 log = logging.getLogger("posediff_ros.export")
-
-EXPORT_VERSION = 2  # bump when the graph (its inputs, outputs or their computation) changes
-OPSET = 17
-PARTS = ("full", "encoder", "sampler")  # the whole graph, or its two stages (bench timing)
-
-
-# --- hashing and cache paths ----------------------------------------------------------------
-
-
-def weights_hash(model: PoseNet) -> str:
-    """sha256 over the state dict (names, dtypes, shapes, bytes): identifies the weights
-    whether they came from a file or from a seeded initialisation."""
-    h = hashlib.sha256()
-    for k, v in sorted(model.state_dict().items()):
-        t = v.detach().cpu().contiguous()
-        h.update(f"{k}:{t.dtype}:{tuple(t.shape)}".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
-
-
-def cache_key(whash: str, settings: SamplerSettings, part: str = "full") -> str:
-    """Names a graph: weights, settings, part, and the export format version."""
-    body = json.dumps([whash, asdict(settings.graph_key()), part, EXPORT_VERSION, OPSET],
-                      sort_keys=True)
-    return hashlib.sha256(body.encode()).hexdigest()[:16]
-
-
-def default_cache_dir() -> Path:
-    """$POSEDIFF_CACHE, else $XDG_CACHE_HOME/posediff_ros, else ~/.cache/posediff_ros."""
-    if os.environ.get("POSEDIFF_CACHE"):
-        return Path(os.environ["POSEDIFF_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "posediff_ros"
-
-
-def model_graph_dir(model_path: str | os.PathLike | None) -> Path | None:
-    """models/onnx/ beside a model JSON: where posediff-export puts graphs to ship."""
-    if model_path is None or str(model_path) == RANDOM:
-        return None
-    return Path(model_path).resolve().parent / "onnx"
-
-
-def graph_dir() -> Path:
-    """Where graphs exported on the fly go: the cache dir (never the source tree)."""
-    return default_cache_dir() / "onnx"
-
-
-def graph_path(directory: Path, stem: str, whash: str, settings: SamplerSettings,
-               part: str = "full") -> Path:
-    suffix = "" if part == "full" else f".{part}"
-    return directory / f"{stem}.{settings.tag()}.{cache_key(whash, settings, part)}{suffix}.onnx"
 
 
 # --- export ---------------------------------------------------------------------------------
@@ -144,10 +105,6 @@ def export_onnx(model: PoseNet, settings: SamplerSettings, path: str | os.PathLi
     return meta
 
 
-def sidecar(onnx_path: str | os.PathLike) -> Path:
-    return Path(onnx_path).with_suffix(".json")
-
-
 def parity_error(module: nn.Module, onnx_path, in_names, model: PoseNet,
                  settings: SamplerSettings, part: str, batches=(1, 5)) -> float:
     """Max abs difference between the torch module and onnxruntime (CPU), over all outputs."""
@@ -165,30 +122,21 @@ def parity_error(module: nn.Module, onnx_path, in_names, model: PoseNet,
     return worst
 
 
+def export_graph(model: PoseNet, settings: SamplerSettings, path: Path, part: str = "full",
+                 model_path=None) -> dict:
+    """export_onnx into a cache path that graph_cache.find_graph named, with a log line."""
+    log.info("exporting %s graph for %s to %s", part, settings.tag(), path)
+    return export_onnx(model, settings, path, part,
+                       None if model_path is None or str(model_path) == RANDOM else str(model_path))
+
+
 def ensure_graph(model: PoseNet, settings: SamplerSettings, model_path=None, part: str = "full",
                  directory: Path | None = None, whash: str | None = None) -> Path:
     """The graph for these weights + settings: a matching one beside the model (shipped by
     posediff-export) or in `directory` (default: the cache dir), else exported there now."""
     whash = whash or weights_hash(model)
-    directory = Path(directory) if directory else graph_dir()
     stem = Path(model_path).stem if model_path and str(model_path) != RANDOM else RANDOM
-    shipped = model_graph_dir(model_path)
-    for d in ([shipped] if shipped else []) + [directory]:
-        path = graph_path(d, stem, whash, settings, part)
-        if _matches(path, whash):
-            return path
-    path = graph_path(directory, stem, whash, settings, part)
-    log.info("exporting %s graph for %s to %s", part, settings.tag(), path)
-    export_onnx(model, settings, path, part, None if stem == RANDOM else str(model_path))
+    path, found = find_graph(stem, model_path, whash, settings, part, directory)
+    if not found:
+        export_graph(model, settings, path, part, model_path)
     return path
-
-
-def _matches(path: Path, whash: str) -> bool:
-    """A complete graph whose sidecar names these weights and this export version."""
-    if not (path.is_file() and sidecar(path).is_file()):
-        return False
-    try:
-        meta = json.loads(sidecar(path).read_text())
-    except (json.JSONDecodeError, OSError):
-        return False
-    return meta.get("weights_sha256") == whash and meta.get("export_version") == EXPORT_VERSION

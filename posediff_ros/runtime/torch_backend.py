@@ -56,7 +56,8 @@ class TorchBackend:
         r_reg = rot6d_to_matrix(reg["rot6d"])
         t_reg = centroid + scale[:, None] * reg["offset"]
         size = (scale[:, None] * reg["size"]).clamp_min(1e-4)
-        poses = summarise(rot, trans, r_reg, t_reg, scale, size, timings)
+        poses = summarise(*(a.float().cpu().numpy() for a in (rot, trans, r_reg, t_reg, scale,
+                                                               size)), timings)
         timings["sampler"] = (time.perf_counter() - t1) * 1e3
         return poses
 

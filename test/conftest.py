@@ -127,3 +127,25 @@ def pytest_collection_modifyitems(items):
                   for d in fixture}
         if "module" in scopes:
             item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """POSEDIFF_TEST_CPU=FILE: append each test's CPU seconds (this process's user + sys and
+    those of the child processes it waited for, setup to teardown) to FILE, one
+    `seconds nodeid` line per test, to see where the suite's CPU time goes."""
+    out = os.environ.get("POSEDIFF_TEST_CPU")
+    if not out:
+        yield
+        return
+    import resource
+
+    def cpu() -> float:
+        s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
+            resource.RUSAGE_CHILDREN)
+        return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+
+    start = cpu()
+    yield
+    with open(out, "a") as f:
+        f.write(f"{cpu() - start:.2f} {item.nodeid}\n")

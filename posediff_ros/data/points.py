@@ -42,12 +42,7 @@ class ObjectPixels:
             index = np.flatnonzero(flat != background)
         else:
             index = np.flatnonzero(np.isin(flat, np.asarray(ids, dtype=np.int64)))
-        labels = flat[index]
-        if len(labels) and labels.min() != labels.max():  # one object: already grouped
-            order = np.argsort(labels, kind="stable")  # radix sort for 8/16-bit ids
-            index, labels = index[order], labels[order]
-        starts = np.flatnonzero(np.r_[True, labels[1:] != labels[:-1]]) if len(labels) else (
-            np.zeros(0, dtype=np.int64))
+        index, found, starts = _grouped(index, flat[index])
         if depth_scale is None:
             depth_scale = 0.001 if np.issubdtype(depth.dtype, np.integer) else 1.0
         z = depth.ravel()[index].astype(np.float32)  # metres as geometry.depth_to_metres
@@ -56,9 +51,8 @@ class ObjectPixels:
         ok = (z >= lo) & (z <= hi) & (z > 0)  # NaN compares false
         num_valid = (np.add.reduceat(ok, starts, dtype=np.int64) if len(starts)
                      else np.zeros(0, dtype=np.int64))
-        return cls(index, z, np.flatnonzero(ok), labels[starts].astype(np.int64),
-                   np.diff(np.r_[starts, len(labels)]), num_valid, int(np.shape(mask)[1]),
-                   (lo, hi))
+        return cls(index, z, np.flatnonzero(ok), found, np.diff(np.r_[starts, len(index)]),
+                   num_valid, int(np.shape(mask)[1]), (lo, hi))
 
     def lookup(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per id: (first position in `valid`, valid pixels, mask pixels); zeros for an id
@@ -93,6 +87,33 @@ class ObjectPixels:
             means = sums[at[ok]] / self.num_valid[at[ok], None]
             out[ok] = means @ np.linalg.inv(np.asarray(K, dtype=np.float64)).T
         return out
+
+
+# Up to this many distinct ids in the id range found, a frame's pixels are grouped by one
+# selection per id (a comparison over the object pixels each, ~0.02 ms per 60k pixels) instead
+# of a stable sort of all of them (~0.4 ms); both keep raster order within an object.
+SELECT_MAX_IDS = 32
+
+
+def _grouped(index: np.ndarray, labels: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixels (flat indices, with their ids `labels`) grouped by id, ascending, raster order
+    within an id; the distinct ids (int64) and where each id's group starts."""
+    if len(labels) == 0:
+        return index, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    lo, hi = int(labels.min()), int(labels.max())
+    if lo == hi:  # one object: already grouped
+        return index, np.array([lo], dtype=np.int64), np.zeros(1, dtype=np.int64)
+    if hi - lo < SELECT_MAX_IDS:
+        groups = [index[labels == i] for i in range(lo, hi + 1)]
+        sizes = np.array([len(g) for g in groups])
+        present = np.flatnonzero(sizes)
+        return (np.concatenate([groups[i] for i in present]), present + lo,
+                np.r_[0, np.cumsum(sizes[present])[:-1]])
+    order = np.argsort(labels, kind="stable")  # radix sort for 8/16-bit ids
+    index, labels = index[order], labels[order]
+    starts = np.flatnonzero(np.r_[True, labels[1:] != labels[:-1]])
+    return index, labels[starts].astype(np.int64), starts
 
 
 @dataclass

@@ -193,3 +193,30 @@ def test_a_subset_that_falls_short_examines_every_pixel(monkeypatch):
     full = object_points(depth, mask == 4, REAL275_K, 256, np.random.default_rng(0))
     assert full.num_kept == len(ref) and full.num_valid == 22000
     assert len(np.unique(full.points, axis=0)) == 256 and full.points[:, 2].max() < 1.03
+
+
+def test_grouping_by_selection_and_by_sort_agree():
+    """Ids spanning fewer than SELECT_MAX_IDS values are grouped by one selection per id, wider
+    ranges by a stable sort: the same objects renumbered 1, 2, 3 / 10, 20, 30 / 1000, 2000,
+    3000 (and interleaved in raster order: stripes) give the same pixels, in raster order
+    within each object, and the same points. Catches a selection that skips the highest id
+    (range(lo, hi)), loses raster order, or misnumbers the groups."""
+    from posediff_ros.data.points import SELECT_MAX_IDS, ObjectPixels, extract_objects
+
+    depth = np.full((48, 64), 900, np.uint16)
+    base = np.zeros((48, 64), np.int32)
+    base[4:44, 4:20], base[4:44, 24:40] = 1, 2
+    base[4:44, 44:60] = np.where(np.arange(16) % 2 == 0, 3, 1)  # object 1 striped into 3
+    results = []
+    for scale in (1, 10, 1000):
+        mask = base * scale
+        assert (3 * scale - scale < SELECT_MAX_IDS) == (scale < 1000)  # both paths are run
+        px = ObjectPixels.of(mask, depth, (0.1, 3.0), background=0)
+        assert px.ids.tolist() == [scale, 2 * scale, 3 * scale]
+        starts = np.r_[0, np.cumsum(px.num_mask)]
+        for k, inst in enumerate(px.ids):
+            group = px.index[starts[k]:starts[k + 1]]
+            assert np.array_equal(group, np.flatnonzero(mask.ravel() == inst))  # raster order
+        found = extract_objects(px, REAL275_K, px.ids, 64, np.random.default_rng(0))
+        results.append(found.points)
+    assert all(np.array_equal(results[0], r) for r in results[1:])

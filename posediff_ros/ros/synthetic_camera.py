@@ -8,7 +8,9 @@ Publishes (relative names, all with the same stamp per frame, frame_id = `frame_
   has a second result, class_id HANDLE_VISIBLE, score 1.0 when its handle is visible and 0.0
   when hidden: the NOCS protocol then ignores its rotation about y).
 Rendering is slow (up to ~1 s a frame), so a ring of `ring_size` scenes is rendered in a
-background thread at start and replayed at `rate` Hz with fresh stamps. With `orbit_step_deg`
+background thread at start and replayed at `rate` Hz with fresh stamps; the rendered frames
+are kept in the cache dir (cache_dir.py), named by the render settings and the generator's
+code, and loaded from there by the next camera with the same settings. With `orbit_step_deg`
 > 0 the camera moves instead: one scene seen from `ring_size` viewpoints on a circle around the
 table, `orbit_step_deg` apart, replayed back and forth once all are rendered (on a static
 scene a frame paired with another frame's mask looks right; on a moving camera it does not).
@@ -20,8 +22,13 @@ Mask ids are the object ids (a segmenter that tracks) unless `shuffle_mask_ids`.
 """
 
 import dataclasses
+import json
+import os
 import sys
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from rcl_interfaces.msg import ParameterDescriptor
@@ -37,6 +44,7 @@ from vision_msgs.msg import (
     ObjectHypothesisWithPose,
 )
 
+from posediff_ros.cache_dir import PACKAGE, default_cache_dir, source_digest
 from posediff_ros.categories import BY_ID, class_id
 from posediff_ros.ros import convert, messages
 from posediff_ros.ros.run import run_node
@@ -69,6 +77,69 @@ def scaled_k(width: int, height: int) -> np.ndarray:
     K[0] *= width / 640
     K[1] *= height / 480
     return K
+
+
+@dataclass
+class ReplayFrame:
+    """What the camera replays of a rendered frame (data.synthetic.SceneFrame and
+    data.sequences.SequenceFrame carry more): what a cached frame is loaded as."""
+
+    depth: np.ndarray  # (H, W) uint16 mm
+    color: np.ndarray  # (H, W, 3) uint8
+    mask: np.ndarray  # (H, W) uint8 ids, 255 = background
+    K: np.ndarray  # (3, 3)
+    instances: list  # data.synthetic.InstanceGT
+
+
+def _instance_dict(g) -> dict:
+    return {k: v.tolist() if isinstance(v, np.ndarray) else v
+            for k, v in dataclasses.asdict(g).items()}
+
+
+def save_frames(path: Path, frames: list) -> None:
+    """Frames (anything with ReplayFrame's fields) into one compressed .npz, atomically."""
+    arrays = {f"{name}_{k}": getattr(f, name) for k, f in enumerate(frames)
+              for name in ("depth", "color", "mask", "K")}
+    instances = [[_instance_dict(g) for g in f.instances] for f in frames]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")  # another camera may race
+    np.savez_compressed(tmp, instances=np.array(json.dumps(instances)), **arrays)
+    os.replace(tmp, path)
+
+
+def load_frames(path: Path) -> list[ReplayFrame]:
+    from posediff_ros.data.synthetic import InstanceGT
+
+    with np.load(path, allow_pickle=False) as data:
+        out = []
+        for k, items in enumerate(json.loads(str(data["instances"]))):
+            instances = [InstanceGT(**{**g, **{a: np.array(g[a]) for a in
+                                                ("rotation", "translation", "size")}})
+                         for g in items]
+            out.append(ReplayFrame(*(data[f"{n}_{k}"] for n in ("depth", "color", "mask", "K")),
+                                   instances))
+    return out
+
+
+def rendered(render: Callable, args: tuple, out: list, stop: threading.Event) -> None:
+    """render(*args, out, stop), or its frames from the cache dir when an earlier camera
+    rendered them with the same arguments and the same generator code (data/, this file) and
+    numpy; what is rendered here is saved there (once complete) for the next one."""
+    digest = source_digest([*(PACKAGE / "data").glob("*.py"), Path(__file__)],
+                           render.__name__, repr(args), np.__version__)
+    path = default_cache_dir() / "camera" / f"{render.__name__}-{digest}.npz"
+    if path.is_file():
+        try:
+            out.extend(load_frames(path))
+            return
+        except (OSError, ValueError, KeyError, TypeError):  # unreadable: render it again
+            pass
+    render(*args, out, stop)
+    if not stop.is_set():
+        try:
+            save_frames(path, out)
+        except OSError:  # a read-only or full cache: the next camera renders too
+            pass
 
 
 def render_ring(count: int, seed: int, num_objects: int, width: int, height: int, out: list,
@@ -205,20 +276,19 @@ class SyntheticCamera(Node):
         self.index = 0
         self.published = 0
         self.stop = threading.Event()
-        size = (p["num_objects"], p["width"], p["height"], self.frames, self.stop)
+        size = (p["num_objects"], p["width"], p["height"])
         self.orbit = p["orbit_step_deg"] > 0
         self.ring_size = p["ring_size"]
         self.sequence_frames = p["sequence_frames"] if p["sequence"] else 0
         if p["sequence"]:
-            self.renderer = threading.Thread(target=render_sequence, daemon=True, args=(
-                p["sequence"], p["sequence_frames"], p["seed"], p["num_objects"], p["rate"],
-                *size[1:]))
+            job = render_sequence, (p["sequence"], p["sequence_frames"], p["seed"],
+                                    p["num_objects"], p["rate"], *size[1:])
         elif self.orbit:
-            self.renderer = threading.Thread(target=render_orbit, daemon=True, args=(
-                p["ring_size"], p["orbit_step_deg"], p["seed"], *size))
+            job = render_orbit, (p["ring_size"], p["orbit_step_deg"], p["seed"], *size)
         else:
-            self.renderer = threading.Thread(target=render_ring, daemon=True,
-                                             args=(p["ring_size"], p["seed"], *size))
+            job = render_ring, (p["ring_size"], p["seed"], *size)
+        self.renderer = threading.Thread(target=rendered, daemon=True,
+                                         args=(*job, self.frames, self.stop))
         self.renderer.start()
         self.timer = self.create_timer(1.0 / p["rate"], self._tick)
         what = f"sequence {p['sequence']}" if p["sequence"] else f"{p['ring_size']} scenes"

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..cache_dir import PACKAGE, default_cache_dir, source_digest
 from ..model.config import RANDOM, ModelFileError, checked_weights, read_config
 from ..model.settings import SamplerSettings
 
@@ -125,11 +126,9 @@ def random_model_file() -> Path:
     them: the network's code (posediff_ros/model/, categories.py) and the torch version."""
     from importlib.metadata import version
 
-    package = Path(__file__).resolve().parents[1]
-    h = hashlib.sha256(version("torch").encode())
-    for path in sorted([*(package / "model").glob("*.py"), package / "categories.py"]):
-        h.update(path.name.encode() + path.read_bytes())
-    path = default_cache_dir() / "random" / f"random-{h.hexdigest()[:16]}.json"
+    digest = source_digest([*(PACKAGE / "model").glob("*.py"), PACKAGE / "categories.py"],
+                           version("torch"))
+    path = default_cache_dir() / "random" / f"random-{digest}.json"
     if not path.is_file():
         from ..model.posenet import load_any, save_model
 
@@ -146,14 +145,6 @@ def cache_key(whash: str, settings: SamplerSettings, part: str = "full") -> str:
     body = json.dumps([whash, asdict(settings.graph_key()), part, EXPORT_VERSION, OPSET],
                       sort_keys=True)
     return hashlib.sha256(body.encode()).hexdigest()[:16]
-
-
-def default_cache_dir() -> Path:
-    """$POSEDIFF_CACHE, else $XDG_CACHE_HOME/posediff_ros, else ~/.cache/posediff_ros."""
-    if os.environ.get("POSEDIFF_CACHE"):
-        return Path(os.environ["POSEDIFF_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "posediff_ros"
 
 
 def model_graph_dir(model_path: str | os.PathLike | None) -> Path | None:

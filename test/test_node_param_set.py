@@ -14,9 +14,10 @@ from conftest import start_ros_module, stop
 
 pytestmark = pytest.mark.ros
 
-# ~1-2 s per frame of 3 objects on one core; one sample. torch: its cost grows with the steps
-# (onnxruntime, the default, would first export a 500-step graph)
-SLOW = ("steps:=500", "backend:=torch")
+# ~0.3 s per frame of 3 objects (2-core VM), every frame estimated (no tracking), one sample;
+# torch: its cost grows with the steps (onnxruntime, the default, would first export a
+# 1000-step graph). 1000 is the parameter's maximum.
+SLOW = ("steps:=1000", "backend:=torch", "tracking:=false")
 
 
 def _has_cuda() -> bool:
@@ -81,14 +82,15 @@ def test_param_set_is_answered_at_once_while_busy_and_applies_to_later_frames(bu
     arrivals = _arrivals(collector)
     frame_s = float(np.min(np.diff(arrivals))) / 1e9  # >= one inference (the node is busy)
     # a third of a frame after a result the worker is inside the next inference (the camera
-    # is faster than the node): waiting for the pipeline would take two thirds of frame_s
+    # is faster than the node): waiting for the pipeline would take two thirds of frame_s,
+    # so half a frame separates the two (a DDS round trip on a loaded CI machine: ~85 ms)
     n = len(collector.poses)
     assert collector.spin_until(executor, lambda: len(collector.poses) > n, 30.0)
     collector.spin_until(executor, lambda: False, frame_s / 3)
     answer_s, results = _set(collector, executor, steps=2, num_samples=4)
     assert all(r.successful for r in results), results
     print(f"answered in {answer_s * 1e3:.0f} ms; one busy frame takes {frame_s:.2f} s")
-    assert answer_s < 0.25 * frame_s, (answer_s, frame_s)
+    assert answer_s < 0.5 * frame_s, (answer_s, frame_s)
     # the frame in progress finishes with the old settings; the ones after use the new
     stamp_at_set = max(collector.poses)
     assert collector.spin_until(

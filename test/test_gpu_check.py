@@ -52,3 +52,4 @@ def test_gpu_check_cpu_path_on_a_bare_interpreter(tmp_path):
         assert res["accuracy"]["baseline"]["n"] > 0  # accuracy beside speed
     text = (out / "SUMMARY.md").read_text()
     assert "## GPU tests" in text and "## posediff-bench, bf16" in text
+    assert "| ours, 2 steps, bf16 |" in text  # accuracy of the poses timed: in bf16

@@ -32,6 +32,7 @@ from ..metrics import accuracy_table, object_errors
 from ..model.baseline import GenPoseBaseline
 from ..model.posenet import RANDOM, PoseNet, load_any
 from ..runtime import load_backend
+from ..runtime.fused_backend import FusedTorchBackend
 from ..runtime.graph_cache import ModelSource
 from ..runtime.onnx_backend import OnnxBackend
 from ..runtime.torch_backend import TorchBackend
@@ -433,15 +434,18 @@ def measure_configure(model, steps: int, threads: int | None) -> dict:
 
 
 def run_accuracy(cfg: BenchConfig, model, baseline: GenPoseBaseline, progress: bool) -> dict:
-    """Ours at every step count (torch backend; the other backends match it to < 1e-4) and the
-    baseline, on the same held-out objects."""
+    """Ours at every step count (torch backend, the other float32 backends match it to < 1e-4;
+    under --amp the fused module in that precision, whose poses are the ones timed) and the
+    baseline (float32), on the same held-out objects."""
     test, src = load_test_set(cfg.test_cache, cfg.accuracy_objects, model.cfg.num_points)
     out = {"test_set": src, "ours": {}, "baseline": None}
     chunk = 24
     n = len(test["class_ids"])
     bar = _bar(len(cfg.steps) + 1, "accuracy", not progress)
     for k in cfg.steps:
-        be = TorchBackend(model, cfg.device, model.cfg.sampler.override(steps=k, seed=cfg.seed))
+        settings = model.cfg.sampler.override(steps=k, seed=cfg.seed)
+        be = (FusedTorchBackend(model, cfg.device, settings, amp=cfg.amp) if cfg.amp
+              else TorchBackend(model, cfg.device, settings))
         parts = [be.predict(test["points"][i:i + chunk], test["class_ids"][i:i + chunk])
                  for i in range(0, n, chunk)]
         out["ours"][str(k)] = accuracy(np.concatenate([p.rotation for p in parts]),
@@ -554,7 +558,8 @@ def accuracy_lines(res: dict) -> list[str]:
                  f"masks) on {acc['test_set']}:", "",
              "| method | " + " | ".join(cols) + " | rot median deg | trans median cm |",
              "|---" * (len(cols) + 3) + "|"]
-    entries = [(f"ours, {k} steps", a) for k, a in acc["ours"].items()]
+    precision = f", {cfg['amp']}" if cfg.get("amp") else ""
+    entries = [(f"ours, {k} steps{precision}", a) for k, a in acc["ours"].items()]
     entries.append((f"baseline {cfg['baseline_hypotheses']}x{cfg['baseline_steps']}",
                     acc["baseline"]))
     for label, a in entries:

@@ -74,12 +74,14 @@ def to_markdown(results: list[dict], info: dict) -> str:
             f" | {r['id_switches']} | {r['reinit_total']} | {_f(r['model_ms_per_object'], 2)}"
             f" | {_f(r['model_objects_per_object'], 2)}"
             f" | {_f(r['network_evaluations_per_object'], 2)} | {r['objects']} |")
-    lines += ["", "Per sequence kind (jitter p95 mm / deg, id switches, 10d5cm):", ""]
+    lines += ["", "Per sequence kind (jitter p95 mm / deg, id switches, 10d5cm, model passes):",
+              ""]
     for r in results:
         for kind, k in r["by_kind"].items():
             lines.append(f"- {r['mode']}, {kind}: {_f(k['jitter_mm_p95'], 2)} mm / "
                          f"{_f(k['jitter_deg_p95'], 2)} deg, {k['id_switches']} id switches, "
-                         f"10d5cm {_f(k['accuracy'].get('10d5cm'))}")
+                         f"10d5cm {_f(k['accuracy'].get('10d5cm'))}, model passes/object "
+                         f"{_f(k.get('model_objects_per_object'), 2)}")
     return "\n".join(lines) + "\n"
 
 

@@ -168,12 +168,15 @@ def test_torchrun_ddp_two_processes(tmp_path):
 
     cfg = tiny(tmp_path)
     torchrun = Path(sys.executable).parent / "torchrun"
-    cmd = [str(torchrun), "--nproc_per_node", "2", "-m", "posediff_ros.cli.train",
+    # --standalone: a free port of its own (the fixed default 29500 can be taken on a shared
+    # CI machine)
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "posediff_ros.cli.train",
            "--train_cache", cfg.train_cache, "--val_cache", cfg.val_cache, "--num_points", "64",
            "--feat_dim", "64", "--emb_dim", "8", "--hidden", "64", "--batch_size", "8",
            "--max_steps", "10", "--phase1_steps", "5", "--eval_every", "5", "--threads", "1",
            "--out_dir", cfg.out_dir, "--progress", "false"]
-    subprocess.run(cmd, check=True, timeout=120, capture_output=True)
+    proc = subprocess.run(cmd, timeout=120, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert max(r["step"] for r in log) == 10
     assert load_model(tmp_path / "run" / "model.json").cfg.training["steps"] == 10

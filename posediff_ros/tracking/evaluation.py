@@ -134,7 +134,8 @@ def run_sequence(seq: Sequence, pipeline: Pipeline, predict: PredictFn, run: Mod
         run.reanchored += s.reanchored
         run.forced.update(s.forced)
         run.network_evaluations += s.model_steps
-    # the cost target is set on static scenes; a moving camera may cost more
+    # per kind as well, from both modes' counts (per-frame counts in _per_frame): the cost
+    # target is set on static scenes; a moving camera may cost more
     run.model_objects_by_kind[seq.kind] += run.model_objects - passes_before
 
 

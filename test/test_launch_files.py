@@ -32,13 +32,16 @@ def test_demo_launch_arguments():
     assert {"model", "rate", "num_objects", "rviz", "namespace"} <= args
 
 
-def test_pose_yaml_sets_only_declared_parameters():
+def test_pose_yaml_lists_every_parameter_at_its_declared_default():
+    """ros2 launch and a plain `ros2 run` behave alike, and the file documents the defaults
+    (it once set estimate_every 1 against the node's 3)."""
     config = yaml.safe_load((REPO / "config" / "pose.yaml").read_text())
     params = config["/**"]["ros__parameters"]
     assert set(params) == set(PARAMETERS)
     for name, value in params.items():
         default = PARAMETERS[name][0]
         assert type(value) is type(default), f"{name}: {value!r} vs declared {default!r}"
+        assert value == default, f"{name}: pose.yaml {value!r} vs declared {default!r}"
 
 
 def test_rviz_config_shows_markers_tf_and_points():

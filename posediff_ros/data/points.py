@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from posediff_ros.geometry import OutlierThresholds, probe_positions
+from posediff_ros.geometry import OutlierThresholds, inverse_intrinsics, probe_positions
 
 
 @dataclass
@@ -38,32 +38,36 @@ class ObjectPixels:
         metres, see geometry.depth_to_metres) is read at those pixels only. Valid depth:
         inside `depth_range` (metres); zero, NaN and inf are invalid."""
         flat = np.asarray(mask).ravel()
+        positions = _positions(flat.size)
         if background is not None:
-            index = np.flatnonzero(flat != background)
+            index = positions[flat != background]
         else:
-            index = np.flatnonzero(np.isin(flat, np.asarray(ids, dtype=np.int64)))
+            index = positions[np.isin(flat, np.asarray(ids, dtype=np.int64))]
         index, found, starts = _grouped(index, flat[index])
         if depth_scale is None:
             depth_scale = 0.001 if np.issubdtype(depth.dtype, np.integer) else 1.0
-        z = depth.ravel()[index].astype(np.float32)  # metres as geometry.depth_to_metres
-        z *= np.float32(depth_scale)
+        # metres as geometry.depth_to_metres (float32 product of the float32 value)
+        z = np.multiply(depth.ravel()[index], np.float32(depth_scale), dtype=np.float32)
         lo, hi = depth_range
-        ok = (z >= lo) & (z <= hi) & (z > 0)  # NaN compares false
+        ok = (z >= lo) & (z <= hi)  # NaN compares false
+        if not lo > 0:
+            ok &= z > 0
         num_valid = (np.add.reduceat(ok, starts, dtype=np.int64) if len(starts)
                      else np.zeros(0, dtype=np.int64))
-        return cls(index, z, np.flatnonzero(ok), found, np.diff(np.r_[starts, len(index)]),
+        return cls(index, z, positions[:len(ok)][ok], found, np.diff(starts, append=len(index)),
                    num_valid, int(np.shape(mask)[1]), (lo, hi))
 
     def lookup(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per id: (first position in `valid`, valid pixels, mask pixels); zeros for an id
         that is not in the mask."""
+        if not len(self.ids):
+            zeros = np.zeros(len(ids), dtype=np.int64)
+            return zeros, zeros.copy(), zeros.copy()
         first = np.cumsum(self.num_valid) - self.num_valid
-        out = np.zeros((3, len(ids)), dtype=np.int64)
-        if len(self.ids):
-            at = np.minimum(np.searchsorted(self.ids, ids), len(self.ids) - 1)
-            found = self.ids[at] == ids
-            out[:, found] = np.stack([first, self.num_valid, self.num_mask])[:, at[found]]
-        return out[0], out[1], out[2]
+        at = np.minimum(np.searchsorted(self.ids, ids), len(self.ids) - 1)
+        found = self.ids[at] == ids
+        return tuple(np.where(found, per_id[at], 0) for per_id in (first, self.num_valid,
+                                                                    self.num_mask))
 
     def centroids(self, ids: list[int] | np.ndarray, K: np.ndarray) -> np.ndarray:
         """(len(ids), 3) mean of ALL the valid pixels of each id back-projected (not of a
@@ -85,8 +89,21 @@ class ObjectPixels:
             at = np.minimum(np.searchsorted(self.ids, ids), len(self.ids) - 1)
             ok = (self.ids[at] == ids) & (self.num_valid[at] > 0)
             means = sums[at[ok]] / self.num_valid[at[ok], None]
-            out[ok] = means @ np.linalg.inv(np.asarray(K, dtype=np.float64)).T
+            out[ok] = means @ inverse_intrinsics(K).T
         return out
+
+
+_POSITIONS = np.zeros(0, dtype=np.int64)
+
+
+def _positions(n: int) -> np.ndarray:
+    """0 .. n-1 (int64), kept for the next frame: selecting from it with a bool mask is what
+    np.flatnonzero does, a quarter faster (numpy 2.x, 640x480)."""
+    global _POSITIONS
+    if len(_POSITIONS) < n:
+        _POSITIONS = np.arange(n, dtype=np.int64)
+        _POSITIONS.setflags(write=False)
+    return _POSITIONS[:n]
 
 
 # Up to this many distinct ids in the id range found, a frame's pixels are grouped by one
@@ -109,10 +126,10 @@ def _grouped(index: np.ndarray, labels: np.ndarray
         sizes = np.array([len(g) for g in groups])
         present = np.flatnonzero(sizes)
         return (np.concatenate([groups[i] for i in present]), present + lo,
-                np.r_[0, np.cumsum(sizes[present])[:-1]])
+                np.concatenate(([0], np.cumsum(sizes[present])[:-1])))
     order = np.argsort(labels, kind="stable")  # radix sort for 8/16-bit ids
     index, labels = index[order], labels[order]
-    starts = np.flatnonzero(np.r_[True, labels[1:] != labels[:-1]])
+    starts = np.flatnonzero(np.concatenate(([True], labels[1:] != labels[:-1])))
     return index, labels[starts].astype(np.int64), starts
 
 
@@ -135,7 +152,7 @@ def _backproject_planar(pixels: ObjectPixels, at: np.ndarray, K_inv: np.ndarray
     positions `at` (u = column, v = row), elementwise (no BLAS call, so no math-library
     threads wake up)."""
     v, u = np.divmod(pixels.index[at], pixels.width)
-    z = pixels.z[at].astype(np.float64)
+    u, v, z = u.astype(np.float64), v.astype(np.float64), pixels.z[at].astype(np.float64)
     return tuple((K_inv[r, 0] * u + K_inv[r, 1] * v + K_inv[r, 2]) * z for r in range(3))
 
 
@@ -186,7 +203,7 @@ def extract_objects(
     of them if that falls short). So the cost per object does not grow with its size."""
     ids = np.asarray(ids, dtype=np.int64)
     first, num_valid, num_mask = pixels.lookup(ids)
-    K_inv = np.linalg.inv(np.asarray(K, dtype=np.float64))
+    K_inv = inverse_intrinsics(K)
     enough = max(n_points, min_points)
     if trim and num_valid.any():
         rule, share = _thresholds(pixels, K_inv, first, num_valid)
@@ -198,7 +215,8 @@ def extract_objects(
                     rng.random(n_points), int(rng.integers(2**63)))
              for nv, w in zip(num_valid.tolist(), want.tolist(), strict=True)]
     xyz, kept = _examine(pixels, K_inv, rule, first, [d.order for d in draws])
-    rows, kept_ids, dropped = [], [], {}
+    points = np.empty((len(ids), n_points, 3), dtype=np.float32)  # rows of the kept ones
+    kept_ids, dropped = [], {}
     num_kept = np.array([len(k) for k in kept], dtype=np.int64)
     for b, inst in enumerate(ids.tolist()):
         if num_kept[b] < enough and len(draws[b].order) < num_valid[b]:  # subset fell short
@@ -212,14 +230,12 @@ def extract_objects(
             continue
         take = kept[b][:n_points]  # in random order: the first n are a uniform subset
         if len(take) < n_points:  # all of them, then the rest drawn with replacement
-            take = np.r_[take, kept[b][(draws[b].fill[:n_points - len(take)]
-                                        * len(take)).astype(np.int64)]]
-        rows.append(xyz[b][take])
+            take = np.concatenate((take, kept[b][(draws[b].fill[:n_points - len(take)]
+                                                  * len(take)).astype(np.int64)]))
+        points[len(kept_ids)] = xyz[b][take]
         kept_ids.append(inst)
-    points = (np.stack(rows).astype(np.float32) if rows
-              else np.zeros((0, n_points, 3), dtype=np.float32))
-    return FrameObjects(points, np.asarray(kept_ids, dtype=np.int64), dropped, num_valid,
-                        num_kept)
+    return FrameObjects(points[:len(kept_ids)], np.asarray(kept_ids, dtype=np.int64), dropped,
+                        num_valid, num_kept)
 
 
 def _examine(pixels: ObjectPixels, K_inv: np.ndarray, rule: OutlierThresholds | None,
@@ -235,12 +251,13 @@ def _examine(pixels: ObjectPixels, K_inv: np.ndarray, rule: OutlierThresholds | 
     group = np.repeat(np.arange(len(orders)), counts)
     keep = (rule.keep(xyz, group) if rule is not None and len(xyz)
             else np.ones(len(xyz), dtype=bool))
-    bounds = np.cumsum(counts)[:-1]
+    ends = np.cumsum(counts).tolist()
+    starts = [0, *ends][:len(ends)]
     kept_at = np.flatnonzero(keep)
-    starts = np.r_[0, bounds]
-    return (np.split(xyz, bounds),
-            [k - s for k, s in zip(np.split(kept_at, np.searchsorted(kept_at, bounds)),
-                                   starts.tolist(), strict=True)])
+    cuts = np.searchsorted(kept_at, [0, *ends]).tolist()  # slices: np.split costs a few us
+    return ([xyz[s:e] for s, e in zip(starts, ends, strict=True)],
+            [kept_at[c0:c1] - s for c0, c1, s in zip(cuts[:-1], cuts[1:], starts,
+                                                      strict=True)])
 
 
 def _thresholds(pixels: ObjectPixels, K_inv: np.ndarray, first: np.ndarray,

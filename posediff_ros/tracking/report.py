@@ -61,6 +61,11 @@ def tracking_section(data: dict) -> list[str]:
     reinit = [f"{r['mode']}: {r['reinit']}" for r in results if r["reinit"]]
     if reinit:
         lines += ["Re-initialisations by reason: " + "; ".join(reinit) + ".", ""]
+    reanchored = [f"{r['mode']}: {r['reanchored']}" for r in results if r.get("reanchored")]
+    if reanchored:
+        lines += ["Filters re-anchored (reset to estimates that agree with each other and not "
+                  "with the filter, TrackerConfig.reanchor): " + "; ".join(reanchored) + ".",
+                  ""]
     return lines
 
 

@@ -118,11 +118,15 @@ def icp(before: list[DepthLevel], now: list[DepthLevel],
     """Rigid motion (R, t) with p_now = R p_before + t and the number of pairs of the last
     iteration, or None (too few pairs: the images do not overlap)."""
     still = (np.eye(3), np.zeros(3))
-    starts = [still] if init is None else [(np.array(init[0]), np.array(init[1])), still]
-    # From the last motion and from none: a camera that stops or turns back in one frame is
-    # as far from its last motion as that motion is large, and ICP from there can end in a
-    # wrong minimum (a camera reversing at 8 deg per frame: 3.4 deg found, the objects 4-5 cm
-    # off). Where the two coarse fits agree one goes on; else both, the closer fit kept.
+    starts = [still] if init is None else [(np.array(init[0]), np.array(init[1]))]
+    # Also from no motion where the last one was large: a camera that stops or turns back in
+    # one frame is as far from its last motion as that motion is large, and ICP from there
+    # can end in a wrong minimum (a camera reversing at 8 deg per frame: 3.4 deg found, the
+    # objects 4-5 cm off). Where the two coarse fits agree one goes on; else both, the closer
+    # fit kept. (Below a quarter of the coarse pair distance both starts lie in one basin.)
+    if init is not None and _displacement(before[0], starts[0], config) > (
+            config.max_distance[0] / 4):
+        starts.append(still)
     fits = [_icp_level(before[0], now[0], R, t, config.max_distance[0], config)
             for R, t in starts]
     fits = [f for f in fits if f is not None]
@@ -133,6 +137,16 @@ def icp(before: list[DepthLevel], now: list[DepthLevel],
         return None
     R, t, pairs, _ = min(done, key=lambda f: f[3])
     return R, t, pairs
+
+
+def _displacement(level: DepthLevel, motion, config: OdometryConfig) -> float:
+    """Mean distance (m) the motion (R, t) moves the level's source points."""
+    src = level.vertices[::config.stride, ::config.stride].reshape(-1, 3)
+    src = src[np.isfinite(src).all(axis=1)]
+    if not len(src):
+        return 0.0
+    R, t = motion
+    return float(np.linalg.norm(src @ (R - np.eye(3)).T + t, axis=1).mean())
 
 
 def _refine(before, now, fit, config: OdometryConfig):

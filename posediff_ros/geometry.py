@@ -374,6 +374,8 @@ class OutlierThresholds:
     def keep(self, points: np.ndarray, group: np.ndarray) -> np.ndarray:
         """Bool (N,): which of `points` (N, 3) pass the rule of their object group[i]."""
         p = np.asarray(points, dtype=np.float64)
+        if len(self.band) == 1:  # one object: its thresholds broadcast, no per-point gather
+            group = 0
         q = p - self.centre[group]
         return ((np.abs(p[:, 2] - self.z_median[group]) <= self.band[group])
                 & (np.einsum("ij,ij->i", q, q) <= self.radius[group] ** 2))

@@ -45,7 +45,7 @@ class ObjectPixels:
             index = positions[np.isin(flat, np.asarray(ids, dtype=np.int64))]
         index, found, starts = _grouped(index, flat[index])
         if depth_scale is None:
-            depth_scale = 0.001 if np.issubdtype(depth.dtype, np.integer) else 1.0
+            depth_scale = 0.001 if depth.dtype.kind in "iu" else 1.0  # integer: millimetres
         # metres as geometry.depth_to_metres (float32 product of the float32 value)
         z = np.multiply(depth.ravel()[index], np.float32(depth_scale), dtype=np.float32)
         lo, hi = depth_range

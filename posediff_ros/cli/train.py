@@ -638,7 +638,8 @@ def train(cfg: TrainConfig, command: str = "") -> dict:
     if run.master:
         write_model(run, command)
     run.log.close()
-    if ddp:
+    if ddp:  # together: a rank tearing gloo down while rank 0 still exports aborted (SIGABRT)
+        dist.barrier()
         dist.destroy_process_group()
     final = run.history[-1] if run.history else {}
     return {"step": run.step, "final_eval": final, "history": run.history}

@@ -265,7 +265,7 @@ def backproject(
     valid = mask & np.isfinite(z_img) & (z_img > 0)
     v, u = np.nonzero(valid)
     z = z_img[v, u].astype(np.float64)
-    K_inv = np.linalg.inv(np.asarray(K, dtype=np.float64))
+    K_inv = inverse_intrinsics(K)
     uv1 = np.stack([u, v, np.ones_like(u)], axis=0).astype(np.float64)  # (3, N)
     rays = K_inv @ uv1
     return (rays * z).T.astype(np.float32)

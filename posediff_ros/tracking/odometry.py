@@ -9,8 +9,9 @@ depth image itself (table, background, objects) moves rigidly with the camera, t
 points that no mask touches. On the validation sequences (seeds 7,100,000+) the motion's
 error where the objects are was 0.2 mm p50 for a still camera and 0.3-2 mm for an orbiting
 or hand-held one, against 1.6-11 mm for the centroid fit. ICP starts from the previous
-frame's motion (a camera keeps moving); the centroids still say which objects moved on
-their own, checked against the surface (`off_surface`).
+frame's motion (a camera keeps moving), and also from none where that motion was large (a
+camera may stop or turn back: `icp`); the centroids still say which objects moved on their
+own, checked against the surface (`off_surface`).
 
 Each iteration moves the previous frame's points (a grid, every `stride`-th pixel) by the
 current motion, projects them into the new image, pairs each with the new image's point and
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from posediff_ros.geometry import depth_to_metres
+from posediff_ros.geometry import depth_to_metres, rotation_angle_deg
 from posediff_ros.tracking.smoothing import so3_exp
 
 
@@ -139,10 +140,15 @@ def icp(before: list[DepthLevel], now: list[DepthLevel],
     return R, t, pairs
 
 
+def _sources(level: DepthLevel, stride: int) -> np.ndarray:
+    """(N, 3) the level's valid vertices, every stride-th row and column: ICP's source points."""
+    src = level.vertices[::stride, ::stride].reshape(-1, 3)
+    return src[np.isfinite(src).all(axis=1)]
+
+
 def _displacement(level: DepthLevel, motion, config: OdometryConfig) -> float:
     """Mean distance (m) the motion (R, t) moves the level's source points."""
-    src = level.vertices[::config.stride, ::config.stride].reshape(-1, 3)
-    src = src[np.isfinite(src).all(axis=1)]
+    src = _sources(level, config.stride)
     if not len(src):
         return 0.0
     R, t = motion
@@ -160,18 +166,15 @@ def _refine(before, now, fit, config: OdometryConfig):
     return fit
 
 
-def _agree(a, b, translation: float = 0.005, rotation: float = np.deg2rad(0.5)) -> bool:
+def _agree(a, b, translation: float = 0.005, rotation_deg: float = 0.5) -> bool:
     """Whether two motions (R, t, ...) are the same within a few mm and a fraction of a degree."""
-    dR = a[0] @ b[0].T
-    angle = np.arccos(np.clip((np.trace(dR) - 1.0) / 2.0, -1.0, 1.0))
-    return bool(angle < rotation and np.linalg.norm(a[1] - b[1]) < translation)
+    return bool(rotation_angle_deg(a[0] @ b[0].T) < rotation_deg
+                and np.linalg.norm(a[1] - b[1]) < translation)
 
 
 def _icp_level(before: DepthLevel, now: DepthLevel, R, t, max_distance: float,
                config: OdometryConfig):
-    st = config.stride
-    src = before.vertices[::st, ::st].reshape(-1, 3)
-    src = src[np.isfinite(src).all(axis=1)]
+    src = _sources(before, config.stride)
     table = now.table.reshape(-1, 6)
     pairs = 0
     for _ in range(config.iterations):

@@ -318,10 +318,10 @@ def _medians(values: np.ndarray, count: np.ndarray) -> np.ndarray:
     statistics where a sort would (the same values, so the same medians) at a third of a
     sort's cost for 1024 numbers; one partition of all rows at every row's middle positions
     costs more than a sort from about 6 distinct positions on (measured)."""
-    lo = (np.maximum(count - 1, 0) // 2).tolist()
-    hi = np.minimum(count // 2, values.shape[1] - 1).tolist()
+    last = values.shape[1] - 1
     out = np.empty(len(values), dtype=values.dtype)
-    for r, (a, b) in enumerate(zip(lo, hi, strict=True)):
+    for r, n in enumerate(count.tolist()):  # Python ints: most rows are one of few objects
+        a, b = max(n - 1, 0) // 2, min(n // 2, last)
         row = np.partition(values[r], (a, b))
         out[r] = 0.5 * (row[a] + row[b])
     return out
@@ -353,8 +353,9 @@ class OutlierThresholds:
         """`of` with the probe's coordinates as three (B, M) arrays; also returns the share
         of each object's probe points that the rule keeps."""
         count = np.asarray(count, dtype=np.int64)
-        present = np.arange(z.shape[1]) < count[:, None]
-        full = bool(present.all())  # every row real (one object, or all of >= probe points)
+        # every row real (one object, or all of >= probe points): no padding to mask out
+        full = bool((count >= z.shape[1]).all())
+        present = None if full else np.arange(z.shape[1]) < count[:, None]
         z_med = _medians(z if full else np.where(present, z, np.inf), count)
         dev = np.abs(z - z_med[:, None])
         if not full:
@@ -371,28 +372,26 @@ class OutlierThresholds:
         share = (near & (d <= radius[:, None])).sum(axis=1) / np.maximum(count, 1)
         return cls(z_med, band, centre, radius), share
 
-    def keep(self, points: np.ndarray, group: np.ndarray) -> np.ndarray:
-        """Bool (N,): which of `points` (N, 3) pass the rule of their object group[i]."""
+    def keep(self, points: np.ndarray, counts: np.ndarray | list[int]) -> np.ndarray:
+        """Bool (N,): which of `points` (N, 3) pass the rule of their object, the objects'
+        points one after the other, counts[b] of object b."""
         p = np.asarray(points, dtype=np.float64)
-        if len(self.band) == 1:  # one object: its thresholds broadcast, no per-point gather
-            group = 0
+        # one object: its thresholds broadcast, no per-point gather
+        group = 0 if len(self.band) == 1 else np.repeat(np.arange(len(self.band)), counts)
         q = p - self.centre[group]
         return ((np.abs(p[:, 2] - self.z_median[group]) <= self.band[group])
                 & (np.einsum("ij,ij->i", q, q) <= self.radius[group] ** 2))
 
 
-def probe_positions(counts: np.ndarray, probe: int = OUTLIER_PROBE) -> tuple[np.ndarray,
-                                                                            np.ndarray]:
-    """Where the outlier thresholds are estimated from, for objects laid one after the other
-    (counts[b] points each): (B, M) positions of at most `probe` points spread evenly over
-    each object (all of a smaller one; padded with position 0) and (B,) how many of each row
-    are real."""
+def probe_offsets(counts: np.ndarray, probe: int = OUTLIER_PROBE) -> tuple[np.ndarray,
+                                                                          np.ndarray]:
+    """Where the outlier thresholds are estimated from, for B objects of counts[b] points:
+    (B, M) offsets of at most `probe` points spread evenly over each object (all of a smaller
+    one; the rest of a row is padding, offset 0) and (B,) how many of each row are real."""
     counts = np.asarray(counts, dtype=np.int64)
-    starts = np.cumsum(counts) - counts
     k = np.minimum(counts, probe)
     j = np.arange(k.max() if len(k) else 0)
-    spread = starts[:, None] + j * counts[:, None] // np.maximum(k, 1)[:, None]
-    return np.where(j < k[:, None], spread, 0), k
+    return np.where(j < k[:, None], j * counts[:, None] // np.maximum(k, 1)[:, None], 0), k
 
 
 def grouped_outlier_mask(
@@ -409,9 +408,10 @@ def grouped_outlier_mask(
     counts = np.asarray(counts, dtype=np.int64)
     if len(p) == 0:
         return np.zeros(0, dtype=bool)
-    at, k = probe_positions(counts, probe)
-    rule_of = OutlierThresholds.of(p[at], k, **rule)
-    return rule_of.keep(p, np.repeat(np.arange(len(counts)), counts))
+    offsets, k = probe_offsets(counts, probe)
+    at = (np.cumsum(counts) - counts)[:, None] + offsets  # objects laid one after the other
+    rule_of = OutlierThresholds.of(p[np.minimum(at, len(p) - 1)], k, **rule)  # (empty: unused)
+    return rule_of.keep(p, counts)
 
 
 def outlier_mask(points: np.ndarray, **kwargs: float) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Masked depth -> object point sets (data/points.py)."""
 
 import numpy as np
+import pytest
 
 from posediff_ros.data.points import frame_objects, object_points
 from posediff_ros.geometry import REAL275_K
@@ -94,14 +95,19 @@ def _frame(rng):
     return depth, mask
 
 
-def test_objects_keep_the_rules_points():
+SKEWED_K = REAL275_K + np.array([[0.0, 40.0, 0.0], [0.0] * 3, [0.0] * 3])  # not pinhole
+
+
+@pytest.mark.parametrize("K", [REAL275_K, SKEWED_K], ids=["pinhole", "skewed"])
+def test_objects_keep_the_rules_points(K):
     """Every valid pixel is examined: the kept set is the reference rule's, point for point
     (n_points larger than the set, so all of it is drawn). The thresholds come from <= 1024
-    points spread over each object; the wall is far outside them."""
+    points spread over each object; the wall is far outside them. The skewed K takes the
+    general back-projection (a pinhole K drops K^-1's zero terms)."""
     depth, mask = _frame(np.random.default_rng(1))
     for inst in (1, 2, 3):
-        ref = _reference_points(depth, mask == inst, REAL275_K)
-        got = object_points(depth, mask == inst, REAL275_K, 2000, np.random.default_rng(0))
+        ref = _reference_points(depth, mask == inst, K)
+        got = object_points(depth, mask == inst, K, 2000, np.random.default_rng(0))
         assert got.num_kept == len(ref) and got.num_kept < got.num_valid  # wall cut
         np.testing.assert_allclose(np.unique(got.points, axis=0), np.unique(ref, axis=0),
                                    atol=1e-6)

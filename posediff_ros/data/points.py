@@ -8,11 +8,12 @@ outlier trimming) works on those pixels only, for all objects at once.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from posediff_ros.geometry import OutlierThresholds, inverse_intrinsics, probe_positions
+from posediff_ros.geometry import OutlierThresholds, inverse_intrinsics, probe_offsets
 
 
 @dataclass
@@ -152,7 +153,11 @@ def _backproject_planar(pixels: ObjectPixels, at: np.ndarray, K_inv: np.ndarray
     positions `at` (u = column, v = row), elementwise (no BLAS call, so no math-library
     threads wake up)."""
     v, u = np.divmod(pixels.index[at], pixels.width)
-    u, v, z = u.astype(np.float64), v.astype(np.float64), pixels.z[at].astype(np.float64)
+    z = pixels.z[at].astype(np.float64)
+    if K_inv[0, 1] == 0 and K_inv[1, 0] == 0 and (K_inv[2] == (0, 0, 1)).all():
+        # no skew (every camera_info K): the zero terms dropped, the same numbers bit for bit
+        return (K_inv[0, 0] * u + K_inv[0, 2]) * z, (K_inv[1, 1] * v + K_inv[1, 2]) * z, z
+    u, v = u.astype(np.float64), v.astype(np.float64)
     return tuple((K_inv[r, 0] * u + K_inv[r, 1] * v + K_inv[r, 2]) * z for r in range(3))
 
 
@@ -244,14 +249,13 @@ def _examine(pixels: ObjectPixels, K_inv: np.ndarray, rule: OutlierThresholds | 
     """Back-project the valid pixels orders[b] of each object b (positions among its own,
     starting at first[b] in `pixels.valid`), all objects in one go; per object its points
     and the indices of those the rule keeps, in the order given."""
-    counts = np.array([len(o) for o in orders], dtype=np.int64)
+    counts = [len(o) for o in orders]
     at = np.concatenate([f + o for f, o in zip(first.tolist(), orders, strict=True)]
-                        ) if len(orders) else np.zeros(0, dtype=np.int64)
+                        ) if orders else np.zeros(0, dtype=np.int64)
     xyz = _backproject(pixels, pixels.valid[at], K_inv)
-    group = np.repeat(np.arange(len(orders)), counts)
-    keep = (rule.keep(xyz, group) if rule is not None and len(xyz)
+    keep = (rule.keep(xyz, counts) if rule is not None and len(xyz)
             else np.ones(len(xyz), dtype=bool))
-    ends = np.cumsum(counts).tolist()
+    ends = list(itertools.accumulate(counts))
     starts = [0, *ends][:len(ends)]
     kept_at = np.flatnonzero(keep)
     cuts = np.searchsorted(kept_at, [0, *ends]).tolist()  # slices: np.split costs a few us
@@ -264,9 +268,9 @@ def _thresholds(pixels: ObjectPixels, K_inv: np.ndarray, first: np.ndarray,
                 num_valid: np.ndarray) -> tuple[OutlierThresholds, np.ndarray]:
     """The outlier rule of each object from its probe pixels, and the share of them it keeps
     (objects may repeat or lack valid pixels; `first`, `num_valid` as `ObjectPixels.lookup`)."""
-    at, k = probe_positions(num_valid)  # as if the objects lay one after the other
-    at = at - (np.cumsum(num_valid) - num_valid - first)[:, None]  # -> positions in `valid`
-    at = pixels.valid[np.clip(at, 0, len(pixels.valid) - 1)]
+    offsets, k = probe_offsets(num_valid)
+    # (padding, and an object without valid pixels, may point past the end: clamped, unused)
+    at = pixels.valid[np.minimum(first[:, None] + offsets, len(pixels.valid) - 1)]
     return OutlierThresholds.of_planar(*_backproject_planar(pixels, at, K_inv), k)
 
 

@@ -155,7 +155,7 @@ def _backproject_planar(pixels: ObjectPixels, at: np.ndarray, K_inv: np.ndarray
     v, u = np.divmod(pixels.index[at], pixels.width)
     z = pixels.z[at].astype(np.float64)
     if K_inv[0, 1] == 0 and K_inv[1, 0] == 0 and (K_inv[2] == (0, 0, 1)).all():
-        # no skew (every camera_info K): the zero terms dropped, the same numbers bit for bit
+        # no skew (as camera_info K usually is): the zero terms dropped, same numbers bit for bit
         return (K_inv[0, 0] * u + K_inv[0, 2]) * z, (K_inv[1, 1] * v + K_inv[1, 2]) * z, z
     u, v = u.astype(np.float64), v.astype(np.float64)
     return tuple((K_inv[r, 0] * u + K_inv[r, 1] * v + K_inv[r, 2]) * z for r in range(3))

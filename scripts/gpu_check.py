@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         checks = run_gpu_checks(Path(scratch))
     (args.out / "gpu_tests.json").write_text(json.dumps(checks, indent=2) + "\n")
     print("== held-out objects for the accuracy columns", flush=True)
-    cache = held_out_set(args.out, 16 if args.quick else 300)
+    cache = held_out_set(args.out, 12 if args.quick else 300)
     from posediff_ros.cli.bench import main as bench
 
     benches = {}

@@ -50,6 +50,8 @@ def test_gpu_check_cpu_path_on_a_bare_interpreter(tmp_path):
         assert backends == ({"torch", "torch-fused"} if precision == "fp32" else {"torch-fused"})
         assert any(r["method"] == "baseline" for r in res["rows"])
         assert res["accuracy"]["baseline"]["n"] > 0  # accuracy beside speed
+        # the fp32-only sections (tracked objects, a settings change) once, in the fp32 run
+        assert bool(res["tracking"]) == bool(res["configure_ms"]) == (precision == "fp32")
     text = (out / "SUMMARY.md").read_text()
     assert "## GPU tests" in text and "## posediff-bench, bf16" in text
     assert "| ours, 2 steps, bf16 |" in text  # accuracy of the poses timed: in bf16

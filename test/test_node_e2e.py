@@ -208,7 +208,7 @@ def test_sampler_parameters_change_at_run_time_others_are_read_only(running):
 
 # A missing or corrupt model file at start (exit code 1, one clear line naming the file, no
 # traceback): test_shutdown.py::test_broken_model_files_fail_at_start_with_a_clear_line,
-# seven broken files started at once.
+# every broken file started in turn.
 
 
 def test_slow_inference_skips_frames_instead_of_queueing():

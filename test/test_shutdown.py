@@ -6,6 +6,8 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -116,18 +118,40 @@ def _model_files(tmp_path):
     return cases
 
 
-@pytest.mark.slow  # seven node processes start at once (torch import) on a shared CPU
+# Every broken file through the node's own main() (what `ros2 run` calls), one after the
+# other in one process: each start is one fatal line naming the file and main() returns 1.
+_START_EACH = """
+import sys
+from posediff_ros.ros.node import main
+for name, path in zip(sys.argv[1::2], sys.argv[2::2]):
+    rc = main(["--ros-args", "-r", "__ns:=/badmodel", "-p", f"model_path:={path}"])
+    print(f"=== {name} returned {rc}", flush=True)
+"""
+
+
+@pytest.mark.slow  # two node processes, one of them starting seven times
 def test_broken_model_files_fail_at_start_with_a_clear_line(tmp_path):
     cases = _model_files(tmp_path)
-    procs = {name: start_ros_module("posediff_ros.ros.node", f"model_path:={path}",
-                          namespace="badmodel") for name, (path, _) in cases.items()}
-    for name, proc in procs.items():  # all at once: start-up is mostly importing torch
-        out, _ = proc.communicate(timeout=120)
+    # as a process: exit code 1 (the first case); then every case in turn in one process
+    alone = start_ros_module("posediff_ros.ros.node", f"model_path:={cases['missing'][0]}",
+                             namespace="badmodel")
+    args = [str(x) for name, (path, _) in cases.items() for x in (name, path)]
+    each = subprocess.Popen([sys.executable, "-c", _START_EACH, *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1",
+                                     RCUTILS_COLORIZED_OUTPUT="0"))
+    out, _ = alone.communicate(timeout=120)
+    assert alone.returncode == 1, f"exit {alone.returncode}\n{out}"
+    assert "Traceback" not in out and out.count("cannot start") == 1, out
+    out, _ = each.communicate(timeout=120)
+    assert each.returncode == 0 and "Traceback" not in out, out
+    chunks = re.split(r"^=== (.+) returned (-?\d+)\n", out, flags=re.M)
+    assert len(chunks) == 3 * len(cases) + 1, out
+    for text, name, rc in zip(chunks[0::3], chunks[1::3], chunks[2::3], strict=False):
         path, expected = cases[name]
-        assert proc.returncode == 1, f"{name}: exit {proc.returncode}\n{out}"
-        assert "Traceback" not in out, f"{name}:\n{out}"
-        fatal = [line for line in out.splitlines() if "cannot start" in line]
-        assert len(fatal) == 1, f"{name}:\n{out}"
+        assert rc == "1", f"{name}: main() returned {rc}\n{text}"
+        fatal = [line for line in text.splitlines() if "cannot start" in line]
+        assert len(fatal) == 1, f"{name}:\n{text}"
         assert expected in fatal[0], f"{name}: {fatal[0]}"
         assert path.stem in fatal[0] or "gone.st" in fatal[0], f"{name}: file not named"
 

@@ -4,7 +4,6 @@ sidecar JSON, the on-disk cache and the posediff-export CLI. Real onnxruntime, r
 import json
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import pytest
 import torch
@@ -100,6 +99,8 @@ def test_noise_is_an_input_and_moves_the_poses(model, tmp_path):
 
 
 def test_graph_is_one_unrolled_graph_with_named_io(model, tmp_path):
+    import onnx  # here, not at collection: 0.5 s (ml_dtypes) in every xdist worker
+
     path = tmp_path / "g.onnx"
     export_onnx(model, SamplerSettings(steps=5), path, check=False)
     proto = onnx.load(str(path))

@@ -16,6 +16,8 @@ modules imports itself round in a cycle."""
 import ast
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parents[1] / "posediff_ros"
 
 
@@ -44,7 +46,13 @@ def imported(path: Path) -> set[str]:
 
 
 MODULES = {module_name(p) for p in PACKAGE.rglob("*.py")}
-GRAPH = {module_name(p): imported(p) for p in PACKAGE.rglob("*.py")}
+
+
+@pytest.fixture(scope="module")
+def graph() -> dict[str, set[str]]:
+    """module -> the package modules it imports (parsed when a test asks, not at collection:
+    every xdist worker collects this file)."""
+    return {module_name(p): imported(p) for p in PACKAGE.rglob("*.py")}
 
 
 def layer(module: str) -> str:
@@ -52,24 +60,24 @@ def layer(module: str) -> str:
     return parts[1] if len(parts) > 1 and parts[1] in ("cli", "ros", "runtime") else "core"
 
 
-def test_every_module_is_read():
+def test_every_module_is_read(graph):
     assert {"posediff_ros.pipeline", "posediff_ros.runtime.graph", "posediff_ros.ros.node",
-            "posediff_ros.cli.train"} <= set(GRAPH)
-    assert "posediff_ros.runtime.graph" in GRAPH["posediff_ros.runtime.fused_backend"]
+            "posediff_ros.cli.train"} <= set(graph)
+    assert "posediff_ros.runtime.graph" in graph["posediff_ros.runtime.fused_backend"]
 
 
-def test_layers_import_only_downwards():
+def test_layers_import_only_downwards(graph):
     allowed = {"core": {"core"}, "runtime": {"core", "runtime"},
                "ros": {"core", "runtime", "ros"}, "cli": {"core", "runtime", "ros", "cli"}}
     protocol = "posediff_ros.runtime.base"  # the Backend protocol the core pipeline calls
-    wrong = sorted(f"{m} imports {i}" for m, deps in GRAPH.items() for i in deps
+    wrong = sorted(f"{m} imports {i}" for m, deps in graph.items() for i in deps
                    if layer(i) not in allowed[layer(m)] and i != protocol)
     assert not wrong, "\n".join(wrong)
 
 
-def test_no_import_cycles():
+def test_no_import_cycles(graph):
     def cycle_from(start, path, seen):
-        for nxt in sorted(GRAPH[path[-1]]):
+        for nxt in sorted(graph[path[-1]]):
             if nxt == start:
                 return path
             if nxt not in seen:
@@ -79,9 +87,9 @@ def test_no_import_cycles():
                     return found
         return None
 
-    parents = {m for m in GRAPH if any(o.startswith(m + ".") for o in GRAPH)}
+    parents = {m for m in graph if any(o.startswith(m + ".") for o in graph)}
     cycles = []
-    for m in sorted(GRAPH):
+    for m in sorted(graph):
         found = cycle_from(m, [m], {m})
         # a package importing its own submodules (re-exports in __init__) is no cycle
         if found and not (set(found) & parents):

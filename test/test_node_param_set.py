@@ -81,16 +81,22 @@ def test_param_set_is_answered_at_once_while_busy_and_applies_to_later_frames(bu
     assert collector.spin_until(executor, lambda: len(collector.poses) >= 3, 120.0)
     arrivals = _arrivals(collector)
     frame_s = float(np.min(np.diff(arrivals))) / 1e9  # >= one inference (the node is busy)
-    # a third of a frame after a result the worker is inside the next inference (the camera
-    # is faster than the node): waiting for the pipeline would take two thirds of frame_s,
-    # so half a frame separates the two (a DDS round trip on a loaded CI machine: ~85 ms)
-    n = len(collector.poses)
-    assert collector.spin_until(executor, lambda: len(collector.poses) > n, 30.0)
-    collector.spin_until(executor, lambda: False, frame_s / 3)
-    answer_s, results = _set(collector, executor, steps=2, num_samples=4)
-    assert all(r.successful for r in results), results
-    print(f"answered in {answer_s * 1e3:.0f} ms; one busy frame takes {frame_s:.2f} s")
-    assert answer_s < 0.5 * frame_s, (answer_s, frame_s)
+    # just after a result the worker is inside the next inference (the camera is faster
+    # than the node): waiting for the pipeline would take most of frame_s every time, so the
+    # quickest of three answers is under half a frame (a DDS round trip on a loaded CI
+    # machine: ~85 ms, now and then 300). The first two change only the seed, so the node
+    # stays busy; the third changes what the later frames show.
+    answers = []
+    for values in ({"seed": 1}, {"seed": 2}, {"steps": 2, "num_samples": 4}):
+        n = len(collector.poses)
+        assert collector.spin_until(executor, lambda n=n: len(collector.poses) > n, 30.0)
+        collector.spin_until(executor, lambda: False, frame_s / 10)
+        answer_s, results = _set(collector, executor, **values)
+        assert all(r.successful for r in results), results
+        answers.append(answer_s)
+    print(f"answered in {[round(a * 1e3) for a in answers]} ms; one busy frame takes "
+          f"{frame_s:.2f} s")
+    assert min(answers) < 0.5 * frame_s, (answers, frame_s)
     # the frame in progress finishes with the old settings; the ones after use the new
     stamp_at_set = max(collector.poses)
     assert collector.spin_until(

@@ -174,3 +174,28 @@ def test_huge_claimed_sizes_are_rejected_without_allocating():
     msg.step = 2**32 - 1  # step larger than any real row, data still tiny
     with pytest.raises(ValueError, match="data has 64 bytes"):
         convert.image_to_numpy(msg)
+
+
+def test_signalling_nan_depth_is_invalid_without_a_warning():
+    """A 32FC1 depth with signalling-NaN bytes (the fuzzing above found them): the node's
+    readings count them as invalid depth, and numpy says nothing (a product of a signalling
+    NaN warns "invalid value encountered in multiply", once per process, into the node's log).
+    """
+    import warnings
+
+    from posediff_ros.data.points import frame_objects
+    from posediff_ros.geometry import REAL275_K
+
+    depth = np.full((48, 64), 0.8, np.float32)
+    depth.view(np.uint32)[10:20, 10:20] = 0x7F800001
+    msg = Image(height=48, width=64, encoding="32FC1", step=64 * 4, is_bigendian=0)
+    msg.data = depth.tobytes()
+    mask = np.zeros((48, 64), np.uint8)
+    mask[5:40, 5:40] = 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        metres = convert.depth_to_metres(msg)
+        found = frame_objects(convert.depth_image(msg), mask, REAL275_K, [1], 64,
+                              np.random.default_rng(0))
+    assert (metres[10:20, 10:20] == 0).all() and (metres[20:, 20:] == np.float32(0.8)).all()
+    assert found.num_valid.tolist() == [35 * 35 - 100]

@@ -47,8 +47,11 @@ class ObjectPixels:
         index, found, starts = _grouped(index, flat[index])
         if depth_scale is None:
             depth_scale = 0.001 if depth.dtype.kind in "iu" else 1.0  # integer: millimetres
-        # metres as geometry.depth_to_metres (float32 product of the float32 value)
-        z = np.multiply(depth.ravel()[index], np.float32(depth_scale), dtype=np.float32)
+        # metres as geometry.depth_to_metres (float32 product of the float32 value; none at
+        # scale 1)
+        z = depth.ravel()[index]
+        z = (z.astype(np.float32, copy=False) if depth_scale == 1.0
+             else np.multiply(z, np.float32(depth_scale), dtype=np.float32))
         lo, hi = depth_range
         ok = (z >= lo) & (z <= hi)  # NaN compares false
         if not lo > 0:

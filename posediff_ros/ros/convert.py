@@ -8,6 +8,8 @@ byte order is not the machine's; depth_image and mask_to_numpy keep the sent typ
 
 import numpy as np
 
+from posediff_ros import geometry
+
 # encoding -> (numpy dtype, channels)
 ENCODINGS: dict[str, tuple[str, int]] = {
     "mono8": ("u1", 1),
@@ -93,8 +95,7 @@ def depth_to_metres(msg) -> np.ndarray:
     """float32 depth in metres from 16UC1/mono16 (mm) or 32FC1 (m); invalid -> 0."""
     if msg.encoding not in DEPTH_ENCODINGS:
         raise ValueError(f"depth encoding {msg.encoding!r} not in {DEPTH_ENCODINGS}")
-    raw = image_to_numpy(msg)
-    depth = raw.astype(np.float32) * (0.001 if raw.dtype.kind == "u" else 1.0)
+    depth = geometry.depth_to_metres(image_to_numpy(msg))
     depth[~np.isfinite(depth)] = 0.0
     return depth
 

@@ -82,9 +82,10 @@ def test_param_set_is_answered_at_once_while_busy_and_applies_to_later_frames(bu
     arrivals = _arrivals(collector)
     frame_s = float(np.min(np.diff(arrivals))) / 1e9  # >= one inference (the node is busy)
     # just after a result the worker is inside the next inference (the camera is faster
-    # than the node): waiting for the pipeline would take most of frame_s every time, so the
-    # quickest of three answers is under half a frame (a DDS round trip on a loaded CI
-    # machine: ~85 ms, now and then 300). The first two change only the seed, so the node
+    # than the node): waiting for the pipeline would take most of frame_s every time (a set
+    # that waits for the lock: 158-266 ms of 260-270), so the quickest of three answers is
+    # under a third of a frame (answered at once: 1-3 ms; a DDS round trip on a loaded CI
+    # machine ~85 ms, now and then 300). The first two change only the seed, so the node
     # stays busy; the third changes what the later frames show.
     answers = []
     for values in ({"seed": 1}, {"seed": 2}, {"steps": 2, "num_samples": 4}):
@@ -96,7 +97,7 @@ def test_param_set_is_answered_at_once_while_busy_and_applies_to_later_frames(bu
         answers.append(answer_s)
     print(f"answered in {[round(a * 1e3) for a in answers]} ms; one busy frame takes "
           f"{frame_s:.2f} s")
-    assert min(answers) < 0.5 * frame_s, (answers, frame_s)
+    assert min(answers) < frame_s / 3, (answers, frame_s)
     # the frame in progress finishes with the old settings; the ones after use the new
     stamp_at_set = max(collector.poses)
     assert collector.spin_until(

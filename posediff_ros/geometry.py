@@ -246,10 +246,10 @@ def depth_to_metres(depth: np.ndarray, depth_scale: float | None = None) -> np.n
     depth = np.asarray(depth)
     if depth_scale is None:
         depth_scale = 0.001 if np.issubdtype(depth.dtype, np.integer) else 1.0
-    metres = depth.astype(np.float32)
-    # scale 1: no product (the same numbers; a signalling NaN from the wire would make numpy
-    # warn "invalid value encountered in multiply")
-    return metres if depth_scale == 1.0 else metres * np.float32(depth_scale)
+    if depth_scale == 1.0:  # no product: the same numbers, and a signalling NaN from the
+        return depth.astype(np.float32)  # wire would warn "invalid value ... in multiply"
+    # the float32 product of the float32 value, in one pass
+    return np.multiply(depth, np.float32(depth_scale), dtype=np.float32)
 
 
 def backproject(

@@ -13,7 +13,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from posediff_ros.geometry import OutlierThresholds, inverse_intrinsics, probe_offsets
+from posediff_ros.geometry import (
+    OutlierThresholds,
+    depth_to_metres,
+    inverse_intrinsics,
+    probe_offsets,
+)
 
 
 @dataclass
@@ -45,13 +50,7 @@ class ObjectPixels:
         else:
             index = positions[np.isin(flat, np.asarray(ids, dtype=np.int64))]
         index, found, starts = _grouped(index, flat[index])
-        if depth_scale is None:
-            depth_scale = 0.001 if depth.dtype.kind in "iu" else 1.0  # integer: millimetres
-        # metres as geometry.depth_to_metres (float32 product of the float32 value; none at
-        # scale 1)
-        z = depth.ravel()[index]
-        z = (z.astype(np.float32, copy=False) if depth_scale == 1.0
-             else np.multiply(z, np.float32(depth_scale), dtype=np.float32))
+        z = depth_to_metres(depth.ravel()[index], depth_scale)
         lo, hi = depth_range
         ok = (z >= lo) & (z <= hi)  # NaN compares false
         if not lo > 0:

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Set up (idempotent) and run the whole test suite: ruff, then pytest over real DDS, in
 # parallel (pytest-xdist, POSEDIFF_TEST_WORKERS processes, default 5: many tests wait on
-# processes and DDS rather than compute, so more workers than cores; each worker imports the
-# whole suite once, ~5 CPU-s; on 2 cores 5 workers took 117 s, 3 took 139 s). Every run gets
-# its own base ROS_DOMAIN_ID and stays on localhost; worker k uses base + k
+# processes and DDS rather than compute, so more workers than cores; each worker collects the
+# whole suite once, ~2.6 CPU-s; on 2 cores 5 workers took 101-111 s, 4 took 107 s). Every run
+# gets its own base ROS_DOMAIN_ID and stays on localhost; worker k uses base + k
 # (test/conftest.py), so parallel runs don't meet when their bases are at least the worker
 # count apart.
 # usage: scripts/test.sh [pytest args...]     (e.g. -n 0 for one process, -m "not slow")

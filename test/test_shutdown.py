@@ -6,13 +6,11 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import start_ros_module
+from conftest import spawn_python, start_ros_module
 
 pytestmark = pytest.mark.ros
 
@@ -135,11 +133,8 @@ def test_broken_model_files_fail_at_start_with_a_clear_line(tmp_path):
     # as a process: exit code 1 (the first case); then every case in turn in one process
     alone = start_ros_module("posediff_ros.ros.node", f"model_path:={cases['missing'][0]}",
                              namespace="badmodel")
-    args = [str(x) for name, (path, _) in cases.items() for x in (name, path)]
-    each = subprocess.Popen([sys.executable, "-c", _START_EACH, *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True,
-                            env=dict(os.environ, PYTHONUNBUFFERED="1",
-                                     RCUTILS_COLORIZED_OUTPUT="0"))
+    each = spawn_python(_START_EACH, *[str(x) for name, (path, _) in cases.items()
+                                       for x in (name, path)])
     out, _ = alone.communicate(timeout=120)
     assert alone.returncode == 1, f"exit {alone.returncode}\n{out}"
     assert "Traceback" not in out and out.count("cannot start") == 1, out

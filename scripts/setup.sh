@@ -56,6 +56,25 @@ VENV=$(cd "$VENV" && pwd)
 PY=$VENV/bin/python
 PIP=("$PY" -m pip install $QUIET --disable-pip-version-check)
 
+# --- up to date? ----------------------------------------------------------------------------
+# A warm venv skips pip (5 CPU-s of "already satisfied"): the stamp is a hash of everything the
+# installs below read. Files added to launch/, config/ or models/ are linked again every time.
+STAMP=$VENV/.posediff-setup-stamp
+fingerprint() {
+  { echo "$MODE $PYVER $CUDA $DEV $REPO ${POSEDIFF_TORCH_INDEX:-}"
+    cat "$REPO/scripts/setup.sh" "$REPO/requirements.txt" "$REPO/requirements-dev.txt" \
+      "$REPO/setup.py" "$REPO/setup.cfg" "$REPO/package.xml"
+    [ $MODE != wheelhouse ] || ls -l "$WHEELHOUSE"
+  } | sha256sum | cut -d' ' -f1
+}
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$(fingerprint)" ] \
+    && "$PY" -c 'import rclpy, vision_msgs.msg, tf2_msgs.msg, posediff_ros' 2>/dev/null; then
+  "$PY" "$REPO/scripts/ament_links.py" "$REPO" "$VENV"
+  say "up to date ($STAMP matches): python: $PY"
+  exit 0
+fi
+rm -f "$STAMP"
+
 # --- ROS 2 --------------------------------------------------------------------------------
 ROS_PKGS=(
   ros-kilted-rclpy==9.1.2 ros-kilted-rmw-fastrtps-cpp==9.3.3
@@ -146,6 +165,7 @@ say "installed posediff_ros (editable) into $VENV"
 "$PY" - <<'PY' || die "the installed venv does not import rclpy / vision_msgs / tf2_msgs (see above)"
 import rclpy, vision_msgs.msg, tf2_msgs.msg, posediff_ros  # noqa: F401
 PY
+fingerprint > "$STAMP"
 HAVE_LAUNCH=no; [ -x "$VENV/bin/ros2" ] && HAVE_LAUNCH=yes
 [ $MODE = distro ] && HAVE_LAUNCH="from the distro"
 say "done in $(( $(date +%s) - START ))s: path=$MODE, ros2 launch: $HAVE_LAUNCH, python: $PY"

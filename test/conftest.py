@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -131,21 +132,26 @@ def pytest_collection_modifyitems(items):
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
-    """POSEDIFF_TEST_CPU=FILE: append each test's CPU seconds (this process's user + sys and
-    those of the child processes it waited for, setup to teardown) to FILE, one
-    `seconds nodeid` line per test, to see where the suite's CPU time goes."""
+    """POSEDIFF_TEST_CPU=FILE: append each test's CPU seconds to FILE, setup to teardown, one
+    `total own wall start worker nodeid` line per test: total = this process's user + sys and
+    those of the child processes it waited for, own = this process's alone, wall = elapsed
+    seconds, start = time.time() at setup. To see where the suite's CPU and time go."""
     out = os.environ.get("POSEDIFF_TEST_CPU")
     if not out:
         yield
         return
     import resource
 
-    def cpu() -> float:
+    def cpu() -> tuple[float, float]:
         s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
             resource.RUSAGE_CHILDREN)
-        return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+        own = s.ru_utime + s.ru_stime
+        return own + c.ru_utime + c.ru_stime, own
 
-    start = cpu()
+    (total, own), wall, start = cpu(), time.monotonic(), time.time()
     yield
+    (total_end, own_end), wall_end = cpu(), time.monotonic()
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     with open(out, "a") as f:
-        f.write(f"{cpu() - start:.2f} {item.nodeid}\n")
+        f.write(f"{total_end - total:.2f} {own_end - own:.2f} {wall_end - wall:.2f} "
+                f"{start:.2f} {worker} {item.nodeid}\n")

@@ -1,4 +1,5 @@
-"""Parameter changes over DDS while the node is busy (issue 15), and the core's log lines on
+"""A node slower than its camera over DDS: it skips frames instead of queueing them,
+parameter changes are answered while it is busy (issue 15), and the core's log lines reach
 /rosout (issue 11). Real processes: synthetic camera -> posediff_node -> this test.
 
 A set of sampler parameters is only checked in the executor and applied by the worker between
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.ros
 # ~0.3 s per frame of 3 objects (2-core VM), every frame estimated (no tracking), one sample;
 # torch: its cost grows with the steps (onnxruntime, the default, would first export a
 # 1000-step graph). 1000 is the parameter's maximum.
-SLOW = ("steps:=1000", "backend:=torch", "tracking:=false")
+SLOW = ("steps:=1000", "backend:=torch", "tracking:=false", "log_period:=1.0")
 
 
 def _has_cuda() -> bool:
@@ -74,6 +75,34 @@ def _set(collector, executor, **values) -> tuple[float, list]:
     executor.spin_until_future_complete(future, timeout_sec=30.0)
     assert future.done()
     return time.monotonic() - start, future.result().results
+
+
+def test_slow_inference_skips_frames_instead_of_queueing(busy):
+    """First in the module: the later tests make the node fast again."""
+    import re
+
+    collector, executor, rosout = busy
+    assert collector.spin_until(executor, lambda: len(collector.poses) >= 1, 120.0)
+    before = set(collector.poses)
+    collector.spin_until(executor, lambda: False, 2.5)  # ~25 frames, ~8 results
+    window = sorted(set(collector.poses) - before)
+    assert len(window) >= 4, window
+    arrivals = np.array([collector.received_ns[s] for s in window]) / 1e9
+    inference_s = float(np.median(np.diff(arrivals)))  # the node's pace: one inference
+    latency_s = arrivals - np.array(window) / 1e9
+    # each result is of a frame that came in during the inference before it: one inference
+    # in progress + one waiting + transport. A queue would add the frames it holds
+    # (camera 10 Hz, ~0.3 s an inference: +0.2 s a result, ~2 s after 10 results)
+    assert np.all(latency_s < 3 * inference_s + 0.3), (latency_s, inference_s)
+
+    def skipped() -> int:  # the rate line, every log_period
+        lines = [m.msg for m in rosout if "posediff_node" in m.name]
+        counts = [int(x) for line in lines
+                  for x in re.findall(r"(\d+) frames skipped while busy", line)]
+        return max(counts, default=0)
+
+    assert collector.spin_until(executor, lambda: skipped() > 0, 5.0), \
+        [m.msg for m in rosout]
 
 
 def test_param_set_is_answered_at_once_while_busy_and_applies_to_later_frames(busy):

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Set up (idempotent) and run the whole test suite: ruff, then pytest over real DDS, in
-# parallel (pytest-xdist, POSEDIFF_TEST_WORKERS processes, default 5: many tests wait on
-# processes and DDS rather than compute, so more workers than cores; each worker collects the
-# whole suite once, ~2.6 CPU-s; on 2 cores 5 workers took 101-111 s, 4 took 107 s). Every run
+# parallel (pytest-xdist, POSEDIFF_TEST_WORKERS processes, default 4: many tests wait on
+# processes and DDS rather than compute, so more workers than cores, but each worker collects
+# the suite (~2.9 CPU-s with torch) and more processes contend for the cores: on 2 cores
+# 3 / 4 / 5 workers took 118 / 103 / 106 s using 191 / 190 / 203 CPU-s). Every run
 # gets its own base ROS_DOMAIN_ID and stays on localhost; worker k uses base + k
 # (test/conftest.py), so parallel runs don't meet when their bases are at least the worker
 # count apart.
@@ -22,5 +23,5 @@ cd "$REPO"
 echo "== ruff"
 "$VENV/bin/ruff" check .
 echo "== pytest (ROS_DOMAIN_ID=$ROS_DOMAIN_ID)"
-WORKERS=${POSEDIFF_TEST_WORKERS:-5}
+WORKERS=${POSEDIFF_TEST_WORKERS:-4}
 exec "$VENV/bin/python" -m pytest -n "$WORKERS" --dist loadgroup "$@"

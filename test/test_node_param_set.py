@@ -84,9 +84,10 @@ def test_slow_inference_skips_frames_instead_of_queueing(busy):
     collector, executor, rosout = busy
     assert collector.spin_until(executor, lambda: len(collector.poses) >= 1, 120.0)
     before = set(collector.poses)
-    collector.spin_until(executor, lambda: False, 2.5)  # ~25 frames, ~8 results
+    # four results: ~1.2 s here, 3 s and more under the suite's load (0.3-0.8 s an inference)
+    assert collector.spin_until(executor, lambda: len(set(collector.poses) - before) >= 4,
+                                60.0)
     window = sorted(set(collector.poses) - before)
-    assert len(window) >= 4, window
     arrivals = np.array([collector.received_ns[s] for s in window]) / 1e9
     inference_s = float(np.median(np.diff(arrivals)))  # the node's pace: one inference
     latency_s = arrivals - np.array(window) / 1e9

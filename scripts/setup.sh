@@ -60,6 +60,7 @@ PIP=("$PY" -m pip install $QUIET --disable-pip-version-check)
 # A warm venv skips pip (5 CPU-s of "already satisfied"): the stamp is a hash of everything the
 # installs below read. Files added to launch/, config/ or models/ are linked again every time.
 STAMP=$VENV/.posediff-setup-stamp
+IMPORTS='import rclpy, vision_msgs.msg, tf2_msgs.msg, posediff_ros'  # what a working venv has
 fingerprint() {
   { echo "$MODE $PYVER $CUDA $DEV $REPO ${POSEDIFF_TORCH_INDEX:-}"
     cat "$REPO/scripts/setup.sh" "$REPO/requirements.txt" "$REPO/requirements-dev.txt" \
@@ -68,7 +69,7 @@ fingerprint() {
   } | sha256sum | cut -d' ' -f1
 }
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$(fingerprint)" ] \
-    && "$PY" -c 'import rclpy, vision_msgs.msg, tf2_msgs.msg, posediff_ros' 2>/dev/null; then
+    && "$PY" -c "$IMPORTS" 2>/dev/null; then
   "$PY" "$REPO/scripts/ament_links.py" "$REPO" "$VENV"
   say "up to date ($STAMP matches): python: $PY"
   exit 0
@@ -162,9 +163,7 @@ fi
 "$PY" "$REPO/scripts/ament_links.py" "$REPO" "$VENV"
 say "installed posediff_ros (editable) into $VENV"
 
-"$PY" - <<'PY' || die "the installed venv does not import rclpy / vision_msgs / tf2_msgs (see above)"
-import rclpy, vision_msgs.msg, tf2_msgs.msg, posediff_ros  # noqa: F401
-PY
+"$PY" -c "$IMPORTS" || die "the installed venv does not import rclpy / vision_msgs / tf2_msgs (see above)"
 fingerprint > "$STAMP"
 HAVE_LAUNCH=no; [ -x "$VENV/bin/ros2" ] && HAVE_LAUNCH=yes
 [ $MODE = distro ] && HAVE_LAUNCH="from the distro"

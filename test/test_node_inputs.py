@@ -58,10 +58,13 @@ def test_classes_camera_info_by_stamp_and_rejected_frames(node_process, rclpy_co
         while time.monotonic() < end:
             executor.spin_once(timeout_sec=0.05)
 
-    deadline = time.monotonic() + 60
-    while (any(p.get_subscription_count() == 0 for p in pubs.values())
-           or node.count_publishers("object_poses") == 0) and time.monotonic() < deadline:
-        spin(0.2)
+    def spin_until(condition, seconds=5.0) -> None:  # conditions, not fixed sleeps: a
+        end = time.monotonic() + seconds  # loaded machine delivers late
+        while not condition() and time.monotonic() < end:
+            spin(0.05)
+
+    spin_until(lambda: all(p.get_subscription_count() > 0 for p in pubs.values())
+               and node.count_publishers("object_poses") > 0, 60.0)
 
     depth = np.full((H, W), 700, np.uint16)
     mask = np.zeros((H, W), np.uint8)
@@ -87,9 +90,7 @@ def test_classes_camera_info_by_stamp_and_rejected_frames(node_process, rclpy_co
             pubs["mask"].publish(numpy_to_image(mask, "mono8", header=header(stamp_ns)))
 
     def answered(stamp_ns, seconds=5.0):
-        end = time.monotonic() + seconds
-        while stamp_ns not in poses and time.monotonic() < end:
-            spin(0.05)
+        spin_until(lambda: stamp_ns in poses, seconds)
         return poses.get(stamp_ns)
 
     t = time.time_ns()
@@ -101,9 +102,7 @@ def test_classes_camera_info_by_stamp_and_rejected_frames(node_process, rclpy_co
             break
     assert first is not None, "no answer to a good frame"
     assert [(d.id, d.results[0].hypothesis.class_id) for d in first.detections] == [("1", "mug")]
-    end = time.monotonic() + 5
-    while not markers and time.monotonic() < end:  # published right after object_poses
-        spin(0.05)
+    spin_until(lambda: markers)  # published right after object_poses
     assert markers and {m.id for m in markers[-1].markers} == {1}
 
     # the resolution changes right after frame t2, whose mask is late: t2 keeps its own info
@@ -125,11 +124,6 @@ def test_classes_camera_info_by_stamp_and_rejected_frames(node_process, rclpy_co
 
     def deletes() -> list:
         return [m for a in markers[before:] for m in a.markers if m.action == Marker.DELETE]
-
-    def spin_until(condition, seconds=5.0) -> None:  # conditions, not fixed sleeps: a
-        end = time.monotonic() + seconds  # loaded machine delivers late
-        while not condition() and time.monotonic() < end:
-            spin(0.05)
 
     spin_until(deletes)  # published right after object_poses
     assert {m.id for m in deletes()} == {1} and all(m.header.stamp == third.header.stamp

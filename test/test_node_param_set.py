@@ -7,6 +7,7 @@ frames, so `ros2 param set` is answered at once although inference holds the pip
 seconds; the new settings are in effect on the frames after that.
 """
 
+import re
 import time
 
 import numpy as np
@@ -79,8 +80,6 @@ def _set(collector, executor, **values) -> tuple[float, list]:
 
 def test_slow_inference_skips_frames_instead_of_queueing(busy):
     """First in the module: the later tests make the node fast again."""
-    import re
-
     collector, executor, rosout = busy
     assert collector.spin_until(executor, lambda: len(collector.poses) >= 1, 120.0)
     before = set(collector.poses)
